@@ -1,0 +1,7 @@
+export * from "./Activation.js"
+export * from "./Attention.js"
+export * from "./Conv2d.js"
+export * as ops from "./fastOps.js"
+export * from "./Linear.js"
+export * from "./Norm.js"
+export * from "./Weights.js"

@@ -33,12 +33,18 @@ export const matMul = customGrad<(a: T, b: T) => T>((a: T, b: T, save: tf.GradSa
   }
 })
 
-/** `x [M,K] @ w [K,N]` with `w` frozen: only `x` gets a gradient. */
+/**
+ * `x [M,K] @ w [K,N]` with `w` frozen: only `x` gets a gradient. `w` is saved like an input (tfjs
+ * disposes tensors made inside a gradient scope before the backward pass unless they are saved).
+ */
 export const matMulFrozen = (x: T, w: T): T =>
-  customGrad<(x: T) => T>((x: T) => ({
-    value: tf.matMul(x, w),
-    gradFunc: (dy: T) => tf.matMul(dy, t2(w))
-  }))(x)
+  customGrad<(x: T) => T>((x: T, save: tf.GradSaveFunc) => {
+    save([w])
+    return {
+      value: tf.matMul(x, w),
+      gradFunc: (dy: T, [w]: Array<T>) => tf.matMul(dy, t2(w!))
+    }
+  })(x)
 
 /** Batched product `a [G,M,K] @ b [G,K,N]` without transpose flags in either direction. */
 export const batchMatMul = customGrad<(a: T, b: T) => T>((a: T, b: T, save: tf.GradSaveFunc) => {
@@ -143,10 +149,10 @@ export const conv2d = (x: T, w: T, o: ConvOptions): T =>
 /** 2-D convolution with a frozen filter: only the input gets a gradient. */
 export const conv2dFrozen = (x: T, w: T, o: ConvOptions): T =>
   customGrad<(x: T) => T>((x: T, save: tf.GradSaveFunc) => {
-    save([x])
+    save([w])
     return {
       value: convForward(x, w, o),
-      gradFunc: (dy: T, [x]: Array<T>) => convInputGrad(dy, w, x!.shape, o)
+      gradFunc: (dy: T, [w]: Array<T>) => convInputGrad(dy, w!, x.shape, o)
     }
   })(x)
 

@@ -1,0 +1,97 @@
+/**
+ * The model being personalised: a text encoder with added modifier tokens, an image autoencoder, a
+ * denoiser with cross-attention hooks, its noise schedule, and an explicit trainable parameter set.
+ *
+ * Layers: `FakeBackbone` (a tiny deterministic test double), `StableDiffusion` (a diffusers folder),
+ * `ToyBackbone` (the built-in model). All tensor functions are synchronous tfjs code that runs inside
+ * a gradient tape; they read parameters through a `Weights` view, so the caller decides which tensors
+ * are the trainable ones being differentiated.
+ */
+import { Context, Schema } from "effect"
+import type { AttentionHook } from "../nn/Attention.js"
+import type { Weights } from "../nn/Weights.js"
+import type { NoiseSchedule } from "../schedule/NoiseSchedule.js"
+import type { tf } from "../tensor/Tf.js"
+import type { Tokenizer } from "../tokenizer/Tokenizer.js"
+
+export interface BackboneInfo {
+  readonly kind: "fake" | "stable-diffusion" | "toy"
+  /** Human-readable name of the base model (folder, or built-in name). */
+  readonly name: string
+  /** SHA-256 over the base model's config and frozen weights: checkpoints refuse other models. */
+  readonly identity: string
+  /** Training resolution in pixels, and the latent grid the denoiser works on. */
+  readonly imageSize: { readonly height: number; readonly width: number }
+  readonly latentShape: { readonly height: number; readonly width: number; readonly channels: number }
+  /** Cross-attention layer names with their query grids at the training resolution. */
+  readonly crossAttentionLayers: ReadonlyArray<{ readonly name: string; readonly height: number; readonly width: number }>
+}
+
+export interface Parameters {
+  /** Everything that stays fixed, by name. */
+  readonly frozen: ReadonlyMap<string, tf.Tensor>
+  /** Initial values of the trainable set, by name (these names are what checkpoints hold). */
+  readonly trainable: ReadonlyMap<string, tf.Tensor>
+}
+
+export interface DenoiseInput {
+  /** Noisy latents `[B, h, w, c]` (NHWC). */
+  readonly latents: tf.Tensor
+  /** One timestep per row. */
+  readonly timesteps: ReadonlyArray<number>
+  /** Conditioning from `encodeText`, `[B, L, D]`. */
+  readonly context: tf.Tensor
+  readonly hook?: AttentionHook | undefined
+}
+
+export interface BackboneShape {
+  readonly info: BackboneInfo
+  readonly tokenizer: Tokenizer
+  readonly schedule: NoiseSchedule
+  readonly parameters: Parameters
+  /** Token ids `[B, L]` (int32) to conditioning `[B, L, D]`. */
+  readonly encodeText: (w: Weights, ids: tf.Tensor) => tf.Tensor
+  /**
+   * Pixels `[B, H, W, 3]` in [-1, 1] to scaled latents. `noise` (standard normal, latent-shaped) draws
+   * from a stochastic posterior (SD's VAE samples, as LDM's `get_first_stage_encoding` does); exact
+   * autoencoders ignore it.
+   */
+  readonly encodeImage: (pixels: tf.Tensor, noise?: tf.Tensor) => tf.Tensor
+  /** Scaled latents to pixels in about [-1, 1]. */
+  readonly decodeLatents: (latents: tf.Tensor) => tf.Tensor
+  /** The denoiser's output (noise, velocity or sample, per `schedule.config.predictionType`). */
+  readonly denoise: (w: Weights, input: DenoiseInput) => tf.Tensor
+}
+
+export class Backbone extends Context.Service<Backbone, BackboneShape>()("@disendiff/core/Backbone") {}
+
+/** A model folder or weights file that cannot be used as it is. */
+export class ModelError extends Schema.TaggedError<ModelError>()("ModelError", {
+  path: Schema.String,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `${this.path}: ${this.reason}. Fix: ${this.fix}`
+  }
+}
+
+/** Which parameters personalisation trains besides the modifier token rows (method doc a.1.4, (i)). */
+export type TrainableSet = "kv" | "qkv" | "attn2"
+export const trainableSets: ReadonlyArray<TrainableSet> = ["kv", "qkv", "attn2"]
+
+/** Does the UNet parameter `name` belong to the trainable set? */
+export const isTrainableUnetParam = (set: TrainableSet, name: string): boolean => {
+  if (!name.includes(".attn2.")) return false
+  switch (set) {
+    case "kv":
+      return /\.attn2\.to_[kv]\.weight$/.test(name)
+    case "qkv":
+      return /\.attn2\.to_[qkv]\.weight$/.test(name)
+    case "attn2":
+      return true
+  }
+}
+
+/** Trainable name of the modifier token embedding rows `[modifiers, D]`. */
+export const modifierEmbeddingsName = "text.modifier_embeddings"

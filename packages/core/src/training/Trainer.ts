@@ -1,0 +1,374 @@
+/**
+ * The training program: personalise the backbone on one image and caption with DisenDiff.
+ *
+ * Each optimizer step accumulates `gradientAccumulation` micro-batches (each loss divided by it, as
+ * Lightning does), checks that the loss and gradients are finite, and takes one AdamW step over the
+ * trainable set. Noise, timesteps, data order and augmentation are drawn from the counter-based
+ * generator keyed by (seed, micro-batch or row index, purpose), so a run resumed from a checkpoint at
+ * step k computes bit for bit what an uninterrupted run computes. Progress is a typed `Stream`;
+ * interrupting it (Ctrl-C) saves a checkpoint of the last completed step before the fiber ends.
+ */
+import { Clock, Effect, Queue, Schema, Stream } from "effect"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { AttentionProbe } from "../attention/AttentionProbe.js"
+import { Backbone } from "../backbone/Backbone.js"
+import { CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
+import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { ImageError, readImage } from "../image/Image.js"
+import { LossCalibrator } from "../loss/LossCalibrator.js"
+import { makeWeights } from "../nn/Weights.js"
+import { Optimizer, type OptimizerState } from "../optim/Optimizer.js"
+import { stream } from "../random/Rng.js"
+import { addNoise, trainingTarget } from "../schedule/NoiseSchedule.js"
+import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { tf } from "../tensor/Tf.js"
+import type { PromptError } from "../tokenizer/Tokenizer.js"
+import { checkPrompt, conceptTokens } from "./Prompt.js"
+import { type Item, makeRow, prepareImage } from "./Data.js"
+import { effectiveLearningRate, type TrainConfig } from "./TrainConfig.js"
+import { readRegularizationFolder } from "./Regularization.js"
+
+export type TrainEvent =
+  | {
+    readonly _tag: "Started"
+    readonly startStep: number
+    readonly totalSteps: number
+    readonly learningRate: number
+    readonly backend: string
+    readonly baseModel: string
+    readonly trainableParameters: number
+    readonly resumedFrom: string | null
+  }
+  | {
+    readonly _tag: "Step"
+    readonly step: number
+    readonly totalSteps: number
+    readonly loss: number
+    readonly base: number
+    readonly bind: number | null
+    readonly separation: number | null
+    readonly lr: number
+    readonly gradNorm: number
+    readonly stepSeconds: number
+    readonly etaSeconds: number
+  }
+  | { readonly _tag: "CheckpointSaved"; readonly step: number; readonly path: string; readonly digest: string }
+  | { readonly _tag: "Finished"; readonly step: number; readonly path: string; readonly digest: string }
+
+/** The loss or gradients stopped being finite: the step was not applied. */
+export class NumericalError extends Schema.TaggedError<NumericalError>()("NumericalError", {
+  step: Schema.Int,
+  quantity: Schema.String,
+  checkpoint: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `step ${this.step}: ${this.quantity} is not finite; the last good state is in ${this.checkpoint}. Fix: ${this.fix}`
+  }
+}
+
+/** A checkpoint that belongs to another run than the one asked for. */
+export class ResumeMismatch extends Schema.TaggedError<ResumeMismatch>()("ResumeMismatch", {
+  path: Schema.String,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `cannot resume from ${this.path}: ${this.reason}. Fix: ${this.fix}`
+  }
+}
+
+export interface TrainOptions {
+  readonly config: TrainConfig
+  /** Output folder: the final checkpoint is `out/checkpoint.msgpack`. */
+  readonly out: string
+  /** A checkpoint to continue from (its run's configuration must match `config` but for `steps`). */
+  readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
+}
+
+export const checkpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
+
+/** Configuration fields that may differ between a checkpoint and the run continuing it. */
+const resumableFields = new Set(["steps", "checkpointEvery"])
+
+export const configDifferences = (a: TrainConfig, b: TrainConfig): Array<string> =>
+  Object.keys(a).filter((k) =>
+    !resumableFields.has(k) && JSON.stringify((a as Record<string, unknown>)[k]) !== JSON.stringify((b as Record<string, unknown>)[k])
+  )
+
+const toHost = (t: tf.Tensor): Effect.Effect<HostTensor> =>
+  Effect.promise(async () => ({ shape: [...t.shape], data: (await t.data()) as Float32Array }))
+
+const hostMap = (m: ReadonlyMap<string, tf.Tensor>) =>
+  Effect.forEach([...m], ([k, t]) => Effect.map(toHost(t), (h) => [k, h] as const)).pipe(Effect.map((e) => new Map(e)))
+
+const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
+
+export const train = (options: TrainOptions) =>
+  Stream.callback<TrainEvent, TrainError, Backbone | AttentionProbe | LossCalibrator | Optimizer | Checkpoints | TensorRuntime>(
+    (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
+  )
+
+export type TrainError = ImageError | CheckpointError | NumericalError | ResumeMismatch | PromptError | OutOfMemory
+
+const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEvent) => Effect.Effect<unknown>) {
+  const backbone = yield* Backbone
+  const probe = yield* AttentionProbe
+  const calibrator = yield* LossCalibrator
+  const optimizer = yield* Optimizer
+  const checkpoints = yield* Checkpoints
+  const runtime = yield* TensorRuntime
+
+  // ---- data ----
+  const imageBytes = yield* Effect.tryPromise({
+    try: () => fs.readFile(options.config.image),
+    catch: () => new ImageError({ path: options.config.image, reason: "no such file or unreadable", fix: "check the path to the training image" })
+  })
+  const config: TrainConfig = {
+    ...options.config,
+    imageSha256: createHash("sha256").update(imageBytes).digest("hex"),
+    // record what the services actually use, whatever layers the caller composed
+    calibration: calibrator.config,
+    optimizer: optimizer.config
+  }
+  const caption = config.template.replace("{}", config.prompt)
+  yield* checkPrompt(backbone.tokenizer, config.prompt, caption)
+  const size = backbone.info.imageSize.height
+  const latentFactor = size / backbone.info.latentShape.height
+  const image = yield* readImage(config.image)
+  const target: Item = { image: prepareImage(image, size), caption, isTarget: true }
+  const regularization = config.regularization.dir === null
+    ? []
+    : (yield* readRegularizationFolder(config.regularization.dir)).map((r) => ({ ...r, image: prepareImage(r.image, size) }))
+
+  // ---- state ----
+  const names = [...backbone.parameters.trainable.keys()]
+  let params: Map<string, tf.Tensor>
+  let optState: OptimizerState
+  let history: Array<LossRecord>
+  let startStep = 0
+  if (options.resume !== undefined) {
+    const { path: from, snapshot } = options.resume
+    const h = snapshot.header
+    if (h.baseModel.identity !== backbone.info.identity) {
+      return yield* new CheckpointError({
+        path: from,
+        reason: `it was trained on base model ${h.baseModel.name} (${h.baseModel.identity.slice(0, 12)}), not ${backbone.info.name} (${backbone.info.identity.slice(0, 12)})`,
+        fix: "resume with the same base model the checkpoint was trained on"
+      })
+    }
+    const saved = h.config as TrainConfig
+    const diff = configDifferences(saved, config)
+    if (diff.length > 0) {
+      return yield* new ResumeMismatch({
+        path: from,
+        reason: `the run differs in ${diff.join(", ")}`,
+        fix: "resume with the checkpoint's own settings (only --steps and --checkpoint-every may change)"
+      })
+    }
+    for (const n of names) {
+      const t = snapshot.trainable.get(n)
+      const want = backbone.parameters.trainable.get(n)!.shape
+      if (t === undefined || t.shape.join() !== want.join()) {
+        return yield* new CheckpointError({ path: from, reason: `trainable tensor ${n} is missing or has another shape`, fix: "resume with the model and settings it was trained with" })
+      }
+    }
+    if (h.step > config.steps) {
+      return yield* new ResumeMismatch({ path: from, reason: `it is already at step ${h.step}, past --steps ${config.steps}`, fix: `ask for --steps ${h.step} or more` })
+    }
+    params = fromHost(snapshot.trainable)
+    optState = { step: snapshot.optimizer.step, m: fromHost(snapshot.optimizer.m), v: fromHost(snapshot.optimizer.v) }
+    history = [...h.lossHistory]
+    startStep = h.step
+  } else {
+    params = new Map(names.map((n) => [n, tf.clone(backbone.parameters.trainable.get(n)!)]))
+    optState = optimizer.init(params)
+    history = []
+  }
+
+  const lr = effectiveLearningRate(config)
+  const outFile = checkpointPath(options.out)
+  let step = startStep
+
+  const snapshot = Effect.gen(function*() {
+    const s: Snapshot = {
+      header: {
+        formatVersion,
+        step,
+        config,
+        rng: { algorithm: "philox4x32-10", seed: config.seed },
+        dataCursor: step * config.gradientAccumulation,
+        baseModel: { kind: backbone.info.kind, name: backbone.info.name, identity: backbone.info.identity },
+        lossHistory: history
+      },
+      trainable: yield* hostMap(params),
+      optimizer: { step: optState.step, m: yield* hostMap(optState.m), v: yield* hostMap(optState.v) }
+    }
+    return s
+  })
+  const saveTo = (file: string) =>
+    Effect.gen(function*() {
+      const s = yield* snapshot
+      yield* checkpoints.save(file, s)
+      return snapshotDigest(s)
+    })
+
+  yield* emit({
+    _tag: "Started",
+    startStep,
+    totalSteps: config.steps,
+    learningRate: lr,
+    backend: runtime.backend,
+    baseModel: backbone.info.name,
+    trainableParameters: names.reduce((a, n) => a + backbone.parameters.trainable.get(n)!.size, 0),
+    resumedFrom: options.resume?.path ?? null
+  })
+
+  const { height: lh, width: lw, channels: lc } = backbone.info.latentShape
+  const B = config.batchSize
+  const needMaps = calibrator.config.enabled
+
+  /** One micro-batch: loss terms [total/accum, base, bind, sep] and gradients of the first. */
+  const microBatch = (mb: number) =>
+    runTensors("a training micro-batch", () => {
+      const rows = Array.from({ length: B }, (_, i) =>
+        makeRow({ seed: config.seed, k: mb * B + i, size, latentFactor, augment: config.augment, target, regularization }))
+      const encoded = rows.map((r) => backbone.tokenizer.encode(r.caption))
+      const concepts = encoded.map((e) => conceptTokens(backbone.tokenizer, e.ids))
+      const timesteps = Array.from({ length: B }, () => 0)
+      const steps = stream(config.seed, mb, "timestep")
+      for (let i = 0; i < B; i++) timesteps[i] = steps.int(0, backbone.schedule.config.numTrainTimesteps - 1)
+      const inputs = tf.tidy(() => {
+        const pixels = tf.tensor(concat(rows.map((r) => r.pixels)), [B, size, size, 3])
+        const posterior = tf.tensor(stream(config.seed, mb, "posterior").normals(B * lh * lw * lc), [B, lh, lw, lc])
+        const x0 = backbone.encodeImage(pixels, posterior)
+        const noise = tf.tensor(stream(config.seed, mb, "noise").normals(B * lh * lw * lc), [B, lh, lw, lc])
+        return {
+          zt: addNoise(backbone.schedule, x0, noise, timesteps),
+          target: trainingTarget(backbone.schedule, x0, noise, timesteps),
+          mask: tf.tensor(concat(rows.map((r) => r.mask)), [B, lh, lw, 1]),
+          ids: tf.tensor2d(encoded.map((e) => [...e.ids]), [B, backbone.tokenizer.maxLength], "int32")
+        }
+      })
+      const anyConcepts = concepts.some((c) => c.length > 0)
+      const xs = names.map((n) => params.get(n)!)
+      const f = (...trainables: Array<tf.Tensor>) => {
+        const w = makeWeights(backbone.parameters.frozen, new Map(names.map((n, i) => [n, trainables[i]!])))
+        const context = backbone.encodeText(w, inputs.ids)
+        const recording = needMaps && anyConcepts ? probe.record() : undefined
+        const prediction = backbone.denoise(w, { latents: inputs.zt, timesteps, context, hook: recording?.hook })
+        const terms = calibrator.loss({
+          prediction,
+          target: inputs.target,
+          mask: inputs.mask,
+          maps: recording === undefined ? undefined : probe.aggregate(recording.calls()),
+          rows: concepts
+        })
+        const nan = tf.scalar(Number.NaN)
+        return tf.stack([tf.div(terms.total, config.gradientAccumulation), terms.base, terms.bind ?? nan, terms.separation ?? nan])
+      }
+      // differentiate the first component only: the others are reported, not optimised
+      const dy = tf.tensor1d([1, 0, 0, 0])
+      const { value, grads } = tf.valueAndGrads(f)(xs, dy)
+      tf.dispose([dy, inputs.zt, inputs.target, inputs.mask, inputs.ids])
+      return { value, grads }
+    })
+
+  const loop = Effect.gen(function*() {
+    const t0 = yield* Clock.currentTimeMillis
+    while (step < config.steps) {
+      const tStep = yield* Clock.currentTimeMillis
+      let acc: Array<tf.Tensor> | undefined
+      const values: Array<tf.Tensor> = []
+      for (let a = 0; a < config.gradientAccumulation; a++) {
+        const { value, grads } = yield* microBatch(step * config.gradientAccumulation + a)
+        values.push(value)
+        if (acc === undefined) acc = grads
+        else {
+          const next = acc.map((g, i) => tf.add(g, grads[i]!))
+          tf.dispose([...acc, ...grads])
+          acc = next
+        }
+      }
+      // one read per step: the loss terms of every micro-batch and the squared gradient norm
+      const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(tf.addN(acc!.map((g) => tf.sum(tf.square(g)))), [1])]))
+      const read = (yield* Effect.promise(() => summary.data())) as Float32Array
+      tf.dispose([summary, ...values])
+      const accum = config.gradientAccumulation
+      const terms = (j: number) => Array.from({ length: accum }, (_, a) => read[4 * a + j]!)
+      const mean = (xs: Array<number>) => xs.reduce((s, x) => s + x, 0) / xs.length
+      const present = (xs: Array<number>) => xs.filter((x) => !Number.isNaN(x))
+      const loss = mean(terms(0)) * accum
+      const gradNorm = Math.sqrt(read[4 * accum]!)
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        tf.dispose(acc!)
+        const file = path.join(options.out, `checkpoint-step${step}.msgpack`)
+        yield* saveTo(file)
+        return yield* new NumericalError({
+          step: step + 1,
+          quantity: Number.isFinite(loss) ? "the gradient" : "the loss",
+          checkpoint: file,
+          fix: "lower the learning rate, or check the input image and the regularisation images"
+        })
+      }
+      const grads = new Map(names.map((n, i) => [n, acc![i]!]))
+      const updated = optimizer.step(params, grads, optState, lr)
+      tf.dispose(acc!)
+      updated.gradNorm.dispose()
+      params = updated.params
+      optState = updated.state
+      step++
+      const binds = present(terms(2))
+      const seps = present(terms(3))
+      const record: LossRecord = {
+        step,
+        loss,
+        base: mean(terms(1)),
+        bind: binds.length > 0 ? mean(binds) : null,
+        separation: seps.length > 0 ? mean(seps) : null,
+        lr,
+        gradNorm
+      }
+      history.push(record)
+      const now = yield* Clock.currentTimeMillis
+      const perStep = (now - t0) / 1000 / (step - startStep)
+      yield* emit({
+        _tag: "Step",
+        ...record,
+        totalSteps: config.steps,
+        stepSeconds: (now - tStep) / 1000,
+        etaSeconds: perStep * (config.steps - step)
+      })
+      if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < config.steps) {
+        const digest = yield* saveTo(outFile)
+        yield* emit({ _tag: "CheckpointSaved", step, path: outFile, digest })
+      }
+    }
+    const digest = yield* saveTo(outFile)
+    yield* emit({ _tag: "Finished", step, path: outFile, digest })
+  })
+
+  yield* loop.pipe(
+    Effect.onInterrupt(() =>
+      saveTo(outFile).pipe(
+        Effect.tap(() => Effect.logWarning(`interrupted at step ${step}; checkpoint saved to ${outFile}`)),
+        Effect.ignore
+      )
+    ),
+    Effect.ensuring(Effect.sync(() => {
+      tf.dispose([...params.values(), ...optState.m.values(), ...optState.v.values()])
+    }))
+  )
+})
+
+const concat = (parts: ReadonlyArray<Float32Array>): Float32Array => {
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0))
+  let o = 0
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
+  return out
+}

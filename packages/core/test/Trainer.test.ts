@@ -1,0 +1,124 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer, Stream } from "effect"
+import * as path from "node:path"
+import {
+  AttentionProbe,
+  Backbone,
+  Checkpoints,
+  CheckpointFile,
+  CpuBackend,
+  defaultTrainConfig,
+  FakeBackbone,
+  LossCalibrator,
+  Optimizer,
+  snapshotDigest,
+  tf,
+  type TrainConfig,
+  Trainer,
+  type TrainEvent
+} from "../src/index.js"
+import { tempDir, writeTestImage } from "./fixtures.js"
+
+const services = (config: TrainConfig) =>
+  Layer.mergeAll(
+    FakeBackbone.layer({ modifiers: ["<v1>", "<v2>"] }),
+    AttentionProbe.layer(),
+    LossCalibrator.layer(config.calibration),
+    Optimizer.layer(config.optimizer),
+    Checkpoints.layer
+  ).pipe(Layer.provideMerge(CpuBackend.layer))
+
+const fakeConfig = (image: string, over: Partial<TrainConfig> = {}): TrainConfig => ({
+  ...defaultTrainConfig({ backbone: "fake", image, prompt: "<v1> cat and <v2> dog" }),
+  steps: 4,
+  seed: 7,
+  gradientAccumulation: 2,
+  learningRate: 1e-3,
+  ...over
+})
+
+const runTrain = (config: TrainConfig, out: string, resume?: string) =>
+  Effect.gen(function*() {
+    const resumeFrom = resume === undefined ? undefined : { path: resume, snapshot: yield* CheckpointFile.load(resume) }
+    const events = yield* Stream.runCollect(Trainer.train({ config, out, resume: resumeFrom }))
+    const snapshot = yield* CheckpointFile.load(Trainer.checkpointPath(out))
+    return { events: [...events] as Array<TrainEvent>, snapshot, digest: snapshotDigest(snapshot) }
+  }).pipe(Effect.provide(services(config)))
+
+describe("Trainer on the fake backbone (cpu)", () => {
+  it.effect("trains, reports every step, and writes a final checkpoint", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const r = yield* runTrain(fakeConfig(image), path.join(dir, "run"))
+      const tags = r.events.map((e) => e._tag)
+      assert.deepStrictEqual(tags, ["Started", "Step", "Step", "Step", "Step", "Finished"])
+      const steps = r.events.filter((e) => e._tag === "Step")
+      for (const s of steps) {
+        assert.isTrue(Number.isFinite(s.loss) && s.loss > 0)
+        assert.isNotNull(s.bind)
+        assert.isNotNull(s.separation)
+      }
+      assert.strictEqual(r.snapshot.header.step, 4)
+      assert.strictEqual(r.snapshot.header.lossHistory.length, 4)
+      assert.strictEqual(r.snapshot.optimizer.step, 4)
+      assert.deepStrictEqual([...r.snapshot.trainable.keys()].sort(), [
+        "text.modifier_embeddings",
+        "unet.down.attn2.to_k.weight",
+        "unet.down.attn2.to_v.weight",
+        "unet.up.attn2.to_k.weight",
+        "unet.up.attn2.to_v.weight"
+      ])
+    }))
+
+  it.effect("k steps, stop, resume to N equals N steps straight, bit for bit; another seed differs", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const straight = yield* runTrain(fakeConfig(image, { steps: 5 }), path.join(dir, "a"))
+      const first = yield* runTrain(fakeConfig(image, { steps: 2 }), path.join(dir, "b"))
+      const resumed = yield* runTrain(fakeConfig(image, { steps: 5 }), path.join(dir, "b"), path.join(dir, "b", "checkpoint.msgpack"))
+      assert.strictEqual(first.snapshot.header.step, 2)
+      assert.strictEqual(resumed.digest, straight.digest)
+      assert.deepStrictEqual(resumed.snapshot.header.lossHistory, straight.snapshot.header.lossHistory)
+      assert.strictEqual(resumed.events[0]!._tag === "Started" && resumed.events[0]!.startStep, 2)
+      const other = yield* runTrain(fakeConfig(image, { steps: 5, seed: 8 }), path.join(dir, "c"))
+      assert.notStrictEqual(other.digest, straight.digest)
+    }))
+
+  it.effect("a training step leaks no tensors", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      // warm up (the backbone's own tensors are created once per layer build)
+      const config = fakeConfig(image, { steps: 1 })
+      const counts = yield* Effect.gen(function*() {
+        yield* Stream.runDrain(Trainer.train({ config, out: path.join(dir, "w") }))
+        const before = tf.memory().numTensors
+        yield* Stream.runDrain(Trainer.train({ config: { ...config, steps: 3 }, out: path.join(dir, "x") }))
+        return { before, after: tf.memory().numTensors }
+      }).pipe(Effect.provide(services(config)))
+      assert.strictEqual(counts.after, counts.before)
+    }))
+
+  it.effect("frozen parameters are bit-for-bit unchanged, also under weight decay", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const config = fakeConfig(image, { steps: 3, optimizer: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.5, clipGradNorm: null } })
+      const result = yield* Effect.gen(function*() {
+        const backbone = yield* Backbone
+        const before = new Map([...backbone.parameters.frozen].map(([k, t]) => [k, Buffer.from(t.dataSync().buffer).toString("base64")]))
+        const initialRows = backbone.parameters.trainable.get("text.modifier_embeddings")!.dataSync().slice()
+        yield* Stream.runDrain(Trainer.train({ config, out: path.join(dir, "f") }))
+        const after = new Map([...backbone.parameters.frozen].map(([k, t]) => [k, Buffer.from(t.dataSync().buffer).toString("base64")]))
+        return { before, after, initialRows, frozenNames: [...backbone.parameters.frozen.keys()] }
+      }).pipe(Effect.provide(services(config)))
+      assert.deepStrictEqual(result.after, result.before)
+      // the whole token table (every row but the modifiers) is frozen and outside the optimizer
+      assert.isTrue(result.frozenNames.includes("text.token_embedding.weight"))
+      const snapshot = yield* CheckpointFile.load(path.join(dir, "f", "checkpoint.msgpack"))
+      const rows = snapshot.trainable.get("text.modifier_embeddings")!.data
+      assert.isTrue(rows.some((v, i) => v !== result.initialRows[i]))
+    }))
+})

@@ -1,1 +1,4 @@
-export {}
+/**
+ * @disendiff/backend-node: native and GPU tensor backends for Node, each loaded only when asked for.
+ */
+export * as NodeBackend from "./NodeBackend.js"

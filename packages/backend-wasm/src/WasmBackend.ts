@@ -69,6 +69,9 @@ const installGuard = (module: WasmModule): Guard => {
   if (existing) return existing
   const guard: Guard = { liveBytes: 0, peakBytes: 0, limitBytes: defaultLimitBytes }
   const sizes = new Map<number, number>()
+  // Emscripten's `_malloc`/`_free` start as stubs that overwrite themselves with the raw exports on
+  // their first call; make that happen now, or it would overwrite the wrappers below.
+  module._free(module._malloc(8))
   const malloc = module._malloc
   const free = module._free
   module._malloc = (n: number) => {

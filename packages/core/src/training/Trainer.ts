@@ -86,6 +86,8 @@ export interface TrainOptions {
   readonly out: string
   /** A checkpoint to continue from (its run's configuration must match `config` but for `steps`). */
   readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
+  /** Called after an interrupted run has saved its checkpoint (the stream's consumer is gone by then). */
+  readonly onInterrupted?: ((step: number, checkpoint: string) => Effect.Effect<void>) | undefined
 }
 
 export const checkpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
@@ -279,6 +281,8 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const loop = Effect.gen(function*() {
     const t0 = yield* Clock.currentTimeMillis
     while (step < config.steps) {
+      // let the event loop run between steps: signal handlers (Ctrl-C) and other fibers get their turn
+      yield* Effect.yieldNow
       const tStep = yield* Clock.currentTimeMillis
       let acc: Array<tf.Tensor> | undefined
       const values: Array<tf.Tensor> = []
@@ -353,7 +357,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   yield* loop.pipe(
     Effect.onInterrupt(() =>
       saveTo(outFile).pipe(
-        Effect.tap(() => Effect.logWarning(`interrupted at step ${step}; checkpoint saved to ${outFile}`)),
+        Effect.andThen(options.onInterrupted?.(step, outFile) ?? Effect.void),
         Effect.ignore
       )
     ),

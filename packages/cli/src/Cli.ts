@@ -1,0 +1,13 @@
+/** The `disendiff` command tree. */
+import { Command } from "effect/cli"
+import { checkpoint } from "./commands/Checkpoint.js"
+import { train } from "./commands/Train.js"
+
+export const version = "0.1.0"
+
+export const disendiff = Command.make("disendiff").pipe(
+  Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
+  Command.withSubcommands([train, checkpoint])
+)
+
+export const run = Command.run(disendiff, { version })

@@ -1,0 +1,67 @@
+/** `disendiff checkpoint inspect FILE`: what a checkpoint holds, and its digest. */
+import { CheckpointFile, snapshotDigest } from "@disendiff/core"
+import { Console, Effect } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+
+export const summarize = (file: string) =>
+  Effect.map(CheckpointFile.load(file), (s) => {
+    const h = s.header
+    const config = h.config as Record<string, unknown>
+    const tensors = [
+      ...[...s.trainable].map(([name, t]) => ({ group: "trainable", name, shape: t.shape })),
+      ...[...s.optimizer.m].map(([name, t]) => ({ group: "adam.m", name, shape: t.shape })),
+      ...[...s.optimizer.v].map(([name, t]) => ({ group: "adam.v", name, shape: t.shape }))
+    ]
+    const last = h.lossHistory.at(-1)
+    return {
+      path: file,
+      formatVersion: h.formatVersion,
+      step: h.step,
+      optimizerStep: s.optimizer.step,
+      seed: h.rng.seed,
+      dataCursor: h.dataCursor,
+      baseModel: h.baseModel,
+      config: {
+        backbone: config.backbone,
+        prompt: config.prompt,
+        steps: config.steps,
+        batchSize: config.batchSize,
+        gradientAccumulation: config.gradientAccumulation,
+        learningRate: config.learningRate,
+        calibration: config.calibration
+      },
+      lastLoss: last ?? null,
+      trainableParameters: [...s.trainable.values()].reduce((a, t) => a + t.data.length, 0),
+      tensors,
+      digest: snapshotDigest(s)
+    }
+  })
+
+const inspect = Command.make(
+  "inspect",
+  {
+    file: Argument.String("file").pipe(Argument.withDescription("a checkpoint.msgpack")),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON object"), Flag.withDefault(false))
+  },
+  ({ file, json }) =>
+    Effect.gen(function*() {
+      const s = yield* summarize(file)
+      if (json) return yield* Console.log(JSON.stringify(s))
+      const lines = [
+        `checkpoint ${s.path} (format ${s.formatVersion})`,
+        `step ${s.step} (seed ${s.seed}, micro-batches ${s.dataCursor})`,
+        `base model ${s.baseModel.kind} ${s.baseModel.name} ${s.baseModel.identity.slice(0, 16)}`,
+        `prompt "${String(s.config.prompt)}", ${String(s.config.steps)} steps, batch ${String(s.config.batchSize)} x ${String(s.config.gradientAccumulation)}, lr ${String(s.config.learningRate)}`,
+        s.lastLoss === null ? "no steps yet" : `last loss ${s.lastLoss.loss.toPrecision(5)} (base ${s.lastLoss.base.toPrecision(5)}, bind ${s.lastLoss.bind?.toPrecision(5) ?? "-"}, s&s ${s.lastLoss.separation?.toPrecision(5) ?? "-"})`,
+        `${s.trainableParameters} trainable parameters in ${s.tensors.filter((t) => t.group === "trainable").length} tensors:`,
+        ...s.tensors.filter((t) => t.group === "trainable").map((t) => `  ${t.name} [${t.shape.join(", ")}]`),
+        `digest ${s.digest}`
+      ]
+      yield* Console.log(lines.join("\n"))
+    })
+).pipe(Command.withDescription("show a checkpoint's step, configuration, tensors and digest"))
+
+export const checkpoint = Command.make("checkpoint").pipe(
+  Command.withDescription("work with checkpoint files"),
+  Command.withSubcommands([inspect])
+)

@@ -6,7 +6,7 @@ import { encodePng } from "@disendiff/core"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { digestOf, disendiff, tempDir } from "./cli.js"
+import { digestOf, disendiff, type LineHandler, tempDir } from "./cli.js"
 
 let dir = ""
 let image = ""
@@ -20,7 +20,7 @@ beforeAll(async () => {
   await fs.writeFile(image, encodePng({ width: w, height: w, data }))
 })
 
-const train = (args: Array<string>, onStdoutLine?: Parameters<typeof disendiff>[1]["onStdoutLine"]) =>
+const train = (args: Array<string>, onStdoutLine?: LineHandler) =>
   disendiff(["train", "--backbone", "fake", "--image", image, "--prompt", prompt, ...args], { onStdoutLine })
 
 describe("disendiff CLI", () => {

@@ -15,10 +15,15 @@ export interface Result {
   readonly stderr: string
 }
 
-export const disendiff = (
-  args: ReadonlyArray<string>,
-  options: { cwd?: string; onStdoutLine?: (line: string, kill: (signal: NodeJS.Signals) => void) => void; env?: NodeJS.ProcessEnv } = {}
-): Promise<Result> =>
+export type LineHandler = (line: string, kill: (signal: NodeJS.Signals) => void) => void
+
+export interface RunOptions {
+  readonly cwd?: string
+  readonly onStdoutLine?: LineHandler | undefined
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export const disendiff = (args: ReadonlyArray<string>, options: RunOptions = {}): Promise<Result> =>
   new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], {
       cwd: options.cwd ?? root,

@@ -122,3 +122,19 @@ describe("Trainer on the fake backbone (cpu)", () => {
       assert.isTrue(rows.some((v, i) => v !== result.initialRows[i]))
     }))
 })
+
+describe("tensor lifetimes", () => {
+  it.effect("a backbone's tensors are disposed when its layer's scope closes", () =>
+    Effect.gen(function*() {
+      yield* Effect.scoped(Layer.build(CpuBackend.layer))
+      const before = tf.memory().numTensors
+      const during = yield* Effect.scoped(
+        Effect.gen(function*() {
+          yield* Layer.build(FakeBackbone.layer({ modifiers: ["<v1>"] }).pipe(Layer.provide(CpuBackend.layer)))
+          return tf.memory().numTensors
+        })
+      )
+      assert.isAbove(during, before)
+      assert.strictEqual(tf.memory().numTensors, before)
+    }))
+})

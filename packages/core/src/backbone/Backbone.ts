@@ -11,6 +11,7 @@ import { Context, Schema } from "effect"
 import type { AttentionHook } from "../nn/Attention.js"
 import type { Weights } from "../nn/Weights.js"
 import type { NoiseSchedule } from "../schedule/NoiseSchedule.js"
+import type { SamplingOptions } from "../schedule/Schedulers.js"
 import type { tf } from "../tensor/Tf.js"
 import type { Tokenizer } from "../tokenizer/Tokenizer.js"
 
@@ -48,6 +49,8 @@ export interface BackboneShape {
   readonly info: BackboneInfo
   readonly tokenizer: Tokenizer
   readonly schedule: NoiseSchedule
+  /** How this model is sampled by default (spacing, offsets, x0 clipping). */
+  readonly sampling: SamplingOptions
   readonly parameters: Parameters
   /** Token ids `[B, L]` (int32) to conditioning `[B, L, D]`. */
   readonly encodeText: (w: Weights, ids: tf.Tensor) => tf.Tensor

@@ -16,7 +16,8 @@ import { groupNorm } from "../nn/Norm.js"
 import { timestepFeatures } from "../nn/TimestepEmbedding.js"
 import type { Weights } from "../nn/Weights.js"
 import { makeNoiseSchedule, stableDiffusionSchedule } from "../schedule/NoiseSchedule.js"
-import { TensorRuntime } from "../tensor/TensorRuntime.js"
+import { stableDiffusionSampling } from "../schedule/Schedulers.js"
+import { scopedTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
 import { Backbone, isTrainableUnetParam, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
@@ -100,7 +101,10 @@ export const make = (options: FakeBackboneOptions) =>
       maxLength: config.maxLength
     })
     const seed = options.weightSeed ?? 0
-    const all = makeParameters(seed, tokenizer.vocabSize)
+    const all = yield* scopedTensors(
+      () => new Map(Object.entries(tf.tidy(() => Object.fromEntries(makeParameters(seed, tokenizer.vocabSize))))),
+      (m) => m.values()
+    )
     const trainableSet = options.trainable ?? "kv"
     const frozen = new Map<string, tf.Tensor>()
     const trainable = new Map<string, tf.Tensor>()
@@ -111,7 +115,8 @@ export const make = (options: FakeBackboneOptions) =>
     const modifierIds = tokenizer.modifiers.map((m) => m.id)
     if (modifierIds.length > 0) {
       // modifier rows start as copies of their own (random) rows of the table
-      trainable.set(modifierEmbeddingsName, tf.gather(all.get("text.token_embedding.weight")!, modifierIds))
+      const rows = yield* scopedTensors(() => tf.gather(all.get("text.token_embedding.weight")!, modifierIds), (t) => [t])
+      trainable.set(modifierEmbeddingsName, rows)
     }
     const identity = modelIdentity({ kind: "fake", config, seed }, frozen)
     const C = config.channels
@@ -163,6 +168,7 @@ export const make = (options: FakeBackboneOptions) =>
       },
       tokenizer,
       schedule: makeNoiseSchedule(stableDiffusionSchedule),
+      sampling: stableDiffusionSampling,
       parameters: { frozen, trainable },
       encodeText,
       encodeImage: (pixels) => PixelShuffle.unshuffle(pixels),

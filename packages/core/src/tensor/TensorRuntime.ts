@@ -77,6 +77,13 @@ export const engineMemory = () => {
   }
 }
 
+/**
+ * Tensors that live as long as the enclosing scope (a layer's, typically): `make` creates them, and
+ * the tensors `tensorsOf` finds in its result are disposed when the scope closes.
+ */
+export const scopedTensors = <A>(make: () => A, tensorsOf: (a: A) => Iterable<tf.Tensor>) =>
+  Effect.acquireRelease(Effect.sync(make), (a) => Effect.sync(() => tf.dispose([...tensorsOf(a)])))
+
 /** Fails with `OutOfMemory` when `bytes` more would not fit under the runtime's limit. */
 export const ensureMemory = Effect.fn("TensorRuntime.ensureMemory")(function*(what: string, bytes: number) {
   const runtime = yield* TensorRuntime

@@ -135,8 +135,11 @@ const ioError = (file: string, action: string, e: unknown) =>
       : "check the path, its permissions and the free disk space"
   })
 
-/** Atomic write: temporary file in the same folder, fsync, rename, fsync the folder. */
-export const writeAtomic = (file: string, bytes: Uint8Array): Effect.Effect<void, CheckpointError> =>
+/**
+ * Atomic write: temporary file in the same folder, fsync, rename, fsync the folder. `bytes` may be a
+ * sequence of chunks, written in order, so a large file need not be assembled in memory first.
+ */
+export const writeAtomic = (file: string, bytes: Uint8Array | Iterable<Uint8Array>): Effect.Effect<void, CheckpointError> =>
   Effect.tryPromise({
     try: async () => {
       const dir = path.dirname(path.resolve(file))

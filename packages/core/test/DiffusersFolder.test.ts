@@ -157,7 +157,7 @@ describe("DiffusersFolder", () => {
       assert.include(e3.message, "nowhere: no such folder")
     }))
 
-  it.effect("pickle-only weights are refused with how to convert them; fp16 variants are found", () =>
+  it.effect("pickle-only or sharded weights are refused with how to convert them; fp16 variants are found", () =>
     Effect.gen(function*() {
       const root = yield* copyOfA()
       const unetDir = path.join(root, "unet")
@@ -176,6 +176,16 @@ describe("DiffusersFolder", () => {
       )
       const f = yield* readDiffusersFolder(root)
       assert.strictEqual(f.unet.weights, path.join(unetDir, "diffusion_pytorch_model.fp16.safetensors"))
+      // sharded weights are named, not guessed at
+      const textDir = path.join(root, "text_encoder")
+      yield* Effect.promise(async () => {
+        await fs.rm(path.join(textDir, "model.safetensors"))
+        await fs.writeFile(path.join(textDir, "model-00001-of-00002.safetensors"), "")
+        await fs.writeFile(path.join(textDir, "model.safetensors.index.json"), "{}")
+      })
+      const sharded = yield* modelError(readDiffusersFolder(root))
+      assert.strictEqual(sharded.path, path.join(textDir, "model.safetensors.index.json"))
+      assert.include(sharded.reason, "sharded")
       // nothing at all
       yield* Effect.promise(() => fs.rm(path.join(root, "vae", weightFiles.vae!)))
       const none = yield* modelError(readDiffusersFolder(root))

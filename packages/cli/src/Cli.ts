@@ -1,5 +1,6 @@
 /** The `disendiff` command tree. */
 import { Command } from "effect/cli"
+import { checkModel } from "./commands/CheckModel.js"
 import { checkpoint } from "./commands/Checkpoint.js"
 import { train } from "./commands/Train.js"
 
@@ -7,7 +8,7 @@ export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([train, checkpoint])
+  Command.withSubcommands([train, checkpoint, checkModel])
 )
 
 export const run = Command.run(disendiff, { version })

@@ -12,6 +12,7 @@ import { Effect, Layer } from "effect"
 import * as wasm from "@tensorflow/tfjs-backend-wasm"
 import { AllocationRefused, registerGradients, TensorRuntime, tf } from "@disendiff/core"
 import { createRequire } from "node:module"
+import { installFastBatchMatMul } from "./BatchMatMul.js"
 import * as path from "node:path"
 
 /** Default limit: the 4 GiB heap less room for XNNPACK's own buffers and the code itself. */
@@ -34,6 +35,7 @@ export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
       const require = createRequire(import.meta.url)
       wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
       await tf.setBackend("wasm")
+      installFastBatchMatMul()
       const module = (tf.backend() as unknown as { wasm: WasmModule }).wasm
       const guard = installGuard(module)
       guard.limitBytes = options.limitBytes ?? defaultLimitBytes

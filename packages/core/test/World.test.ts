@@ -186,6 +186,8 @@ describe("World captions", () => {
     expect(specOf(scene).objects[1]!.colour).not.toBeNull()
     const missing = sceneFromSpec(spec, { seed: 2, index: 5 })
     expect(Result.isFailure(missing) && missing.failure.word).toBe("<v1>")
+    const none = sceneFromSpec({ background: null, objects: [] }, { seed: 2, index: 5 })
+    expect(Result.isFailure(none) && none.failure.reason).toBe("it names 0 objects")
   })
 })
 

@@ -7,11 +7,13 @@
  *    (1.4826 x MAD, a Gaussian sigma estimate) measures the image's per-pixel static.
  * 2. When that static exceeds `NOISY_SIGMA`, a 3x3 per-channel median filter removes it first; clean
  *    renders skip it, because it rounds off the corners of small triangles and diamonds.
- * 3. Foreground: RGB distance from the background above `FOREGROUND_DISTANCE` (a third of the smallest
- *    object-to-background distance in the palette, 0.45), 8-connected components of at least
- *    `MIN_PIXELS` pixels.
- * 4. Each component plus its 1-px rim gets a soft coverage per pixel (distance from the background
- *    relative to the component's median distance), so anti-aliased edges count by how much they cover.
+ * 3. Foreground: RGB distance from the background above `FOREGROUND_DISTANCE` (0.25, about half the
+ *    smallest object-to-background distance in the palette, 0.45), 8-connected components of at least
+ *    `MIN_PIXELS` pixels. A lower threshold (0.15 was tried) let static bridge the 2-px gap between two
+ *    objects at sigma 0.1; the faint anti-aliased edge pixels it leaves out come back in step 4.
+ * 4. Each component plus its 1-px rim gets a soft coverage per pixel: 1 inside, and at the edge the
+ *    pixel's distance from the background relative to that of the interior pixels next to it (so each
+ *    tone of a two-tone object is its own reference), so anti-aliased edges count by how much they cover.
  * 5. Shape: each of the four templates is fitted by moments (same area and centroid, `Shape.ts`) and
  *    scored by soft IoU with the coverage; the best wins.
  * 6. Colour: majority vote of the nearest named colour over interior pixels (coverage >= 0.75), plus the

@@ -25,7 +25,10 @@ export interface NovelAppearance {
   readonly description: string
   /** Its two tones, named for humans only (these names are not world words). */
   readonly palette: readonly [{ readonly name: string; readonly rgb: Rgb }, { readonly name: string; readonly rgb: Rgb }]
-  /** The colour at local coordinates (u, v) (`Shape.ts`), defined over the whole plane. */
+  /**
+   * The colour at local coordinates (u, v) (`Shape.ts`), defined over the whole plane: one of the two
+   * `palette` arrays itself (the evaluator tells the regions apart by identity).
+   */
   readonly colourAt: (u: number, v: number) => Rgb
 }
 

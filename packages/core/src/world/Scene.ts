@@ -10,7 +10,7 @@
  */
 import { Result } from "effect"
 import { type RandomStream, stream } from "../random/Rng.js"
-import { CaptionError, formatCaption, type PromptSpec } from "./Caption.js"
+import { CaptionError, formatCaption, MAX_OBJECTS, type PromptSpec } from "./Caption.js"
 import type { NovelName } from "./NovelAppearance.js"
 import { BACKGROUNDS, type BackgroundName, type ColourName, COLOURS, SHAPES, type ShapeName } from "./Vocabulary.js"
 
@@ -109,6 +109,16 @@ export interface SceneOptions {
  * objects mixed.
  */
 export const sceneFromSpec = (spec: PromptSpec, options: SceneOptions): Result.Result<Scene, CaptionError> => {
+  if (spec.objects.length < 1 || spec.objects.length > MAX_OBJECTS) {
+    return Result.fail(
+      new CaptionError({
+        caption: formatCaption(spec),
+        word: "",
+        reason: `it names ${spec.objects.length} objects`,
+        fix: `name 1 to ${MAX_OBJECTS} objects`
+      })
+    )
+  }
   const rnd = stream(options.seed, options.index, "world-scene-from-spec")
   const appearances: Array<Appearance> = []
   for (const o of spec.objects) {

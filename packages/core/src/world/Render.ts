@@ -3,7 +3,7 @@
  * pixel an object's square can touch: each pixel mixes the background with the colours of the subsamples
  * that fall inside the shape, so edges and the internal boundaries of novel appearances get the same
  * smooth falloff. This is the prototype's filter (render 4x larger, box-downsample: ~3 ms per scene)
- * computed only where objects are: ~0.07-0.1 ms per scene measured on one core of the 2-core dev machine
+ * computed only where objects are: 0.07-0.12 ms per scene measured on the shared 2-core dev machine
  * (Node 22, 20,000 scenes).
  */
 import type { RgbImage } from "../image/Image.js"

@@ -146,6 +146,15 @@ const twoMeans = (rgb: Float32Array, idx: ReadonlyArray<number>, mean: Rgb): Det
   return first.share >= second.share ? [first, second] : [second, first]
 }
 
+/** Calls `f` with each of the (up to 8) neighbours of pixel `p` inside the image. */
+const forNeighbours = (p: number, w: number, h: number, f: (q: number) => unknown): void => {
+  const px = p % w
+  const py = (p - px) / w
+  for (let y = Math.max(0, py - 1); y <= Math.min(h - 1, py + 1); y++) {
+    for (let x = Math.max(0, px - 1); x <= Math.min(w - 1, px + 1); x++) if (x !== px || y !== py) f(y * w + x)
+  }
+}
+
 /** Soft IoU of a shape template with a coverage map, over the union of their supports. */
 const templateIoU = (
   shape: ShapeName,
@@ -198,21 +207,12 @@ export const detect = (image: RgbImage): Detection => {
     const comp = [seed]
     label[seed] = seed
     for (let k = 0; k < comp.length; k++) {
-      const p = comp[k]!
-      const px = p % w
-      const py = (p - px) / w
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const x = px + dx
-          const y = py + dy
-          if (x < 0 || y < 0 || x >= w || y >= h) continue
-          const q = y * w + x
-          if (label[q] === -1 && dist[q]! > FOREGROUND_DISTANCE) {
-            label[q] = seed
-            comp.push(q)
-          }
+      forNeighbours(comp[k]!, w, h, (q) => {
+        if (label[q] === -1 && dist[q]! > FOREGROUND_DISTANCE) {
+          label[q] = seed
+          comp.push(q)
         }
-      }
+      })
     }
     if (comp.length < MIN_PIXELS) continue
     objects.push(measure(comp, seed))
@@ -251,17 +251,7 @@ export const detect = (image: RgbImage): Detection => {
     }
     // the component and its rim of unclaimed pixels (anti-aliased edges below the threshold)
     const members = new Set(comp)
-    for (const p of comp) {
-      const px = p % w
-      const py = (p - px) / w
-      for (let dy = -1; dy <= 1; dy++) {
-        for (let dx = -1; dx <= 1; dx++) {
-          const x = px + dx
-          const y = py + dy
-          if (x >= 0 && y >= 0 && x < w && y < h && label[y * w + x] === -1) members.add(y * w + x)
-        }
-      }
-    }
+    for (const p of comp) forNeighbours(p, w, h, (q) => label[q] === -1 && members.add(q))
     const idx = [...members].sort((a, b) => a - b)
     alpha.fill(0)
     let area = 0

@@ -13,6 +13,7 @@ import * as wasm from "@tensorflow/tfjs-backend-wasm"
 import { AllocationRefused, registerGradients, TensorRuntime, tf } from "@disendiff/core"
 import { createRequire } from "node:module"
 import { installFastBatchMatMul } from "./BatchMatMul.js"
+import { installFastKernels } from "./Kernels.js"
 import * as path from "node:path"
 
 /** Default limit: the 4 GiB heap less room for XNNPACK's own buffers and the code itself. */
@@ -36,6 +37,7 @@ export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
       wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
       await tf.setBackend("wasm")
       installFastBatchMatMul()
+      installFastKernels()
       const module = (tf.backend() as unknown as { wasm: WasmModule }).wasm
       const guard = installGuard(module)
       guard.limitBytes = options.limitBytes ?? defaultLimitBytes

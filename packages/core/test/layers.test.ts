@@ -78,6 +78,29 @@ describe("norms", () => {
   })
 })
 
+describe("fused custom gradients", () => {
+  it("activations' gradients agree with finite differences", () => {
+    const x = randomTensor([4, 6], 21, 3)
+    const r = randomTensor([4, 6], 22)
+    for (const f of [nn.silu, nn.geluErf, nn.geluTanh, nn.quickGelu]) {
+      expect(finiteDifferenceError((v) => tf.sum(tf.mul(f(v), r)), x, 1e-2)).toBeLessThan(2e-3)
+    }
+  })
+
+  it("norms' gamma and beta gradients agree with finite differences", () => {
+    const x = randomTensor([2, 3, 3, 4], 23, 2)
+    const r = randomTensor([2, 3, 3, 4], 24)
+    const gamma = randomTensor([4], 25)
+    const beta = randomTensor([4], 26)
+    const gn = (g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(nn.groupNorm(weights({ weight: g, bias: b }), x, 2, 1e-5), r))
+    expect(finiteDifferenceError((g) => gn(g, beta), gamma)).toBeLessThan(2e-3)
+    expect(finiteDifferenceError((b) => gn(gamma, b), beta)).toBeLessThan(2e-3)
+    const ln = (g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(nn.layerNorm(weights({ weight: g, bias: b }), x, 1e-5), r))
+    expect(finiteDifferenceError((g) => ln(g, beta), gamma)).toBeLessThan(2e-3)
+    expect(finiteDifferenceError((b) => ln(gamma, b), beta)).toBeLessThan(2e-3)
+  })
+})
+
 describe("attention", () => {
   const D = 8
   const heads = 2

@@ -63,9 +63,10 @@ export const attention = (
     k = detachLeadingTokens(k, 1)
     v = detachLeadingTokens(v, 1)
   }
-  const q = splitHeads(linear(w.scope("to_q"), x), o.heads)
+  // scaling q (N x d) rather than the scores (N x T) keeps one fewer score-sized tensor on the tape
+  const q = splitHeads(tf.mul(linear(w.scope("to_q"), x), scale), o.heads)
   const kT = tf.transpose(splitHeads(k, o.heads), [0, 2, 1])
-  const probs = tf.softmax(tf.mul(batchMatMul(q, kT), scale))
+  const probs = tf.softmax(batchMatMul(q, kT))
   if (o.hook !== undefined && kind === "cross") {
     o.hook({ layer: o.layer, kind, height: o.height, width: o.width, heads: o.heads, probs })
   }

@@ -16,10 +16,17 @@ interface Gradient {
   readonly gradFunc: (dy: T, saved: Array<T>) => T | Array<T>
 }
 
-/** `tf.customGrad` with usable types: `f` gets the inputs and a save function. */
+/**
+ * `tf.customGrad` with usable types: `f` gets the inputs and a save function. The gradient function runs
+ * inside `tf.tidy`: tfjs does not tidy custom gradients itself, so their temporaries would otherwise
+ * live until the whole backward pass ends.
+ */
 // oxlint-disable-next-line no-explicit-any
-const customGrad = <F extends (...args: Array<T>) => T>(f: (...args: Array<any>) => Gradient): F =>
-  tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as F
+export const customGrad = <F extends (...args: Array<T>) => T>(f: (...args: Array<any>) => Gradient): F =>
+  tf.customGrad(((...args: Array<unknown>) => {
+    const g = f(...args)
+    return { value: g.value, gradFunc: (dy: T, saved: Array<T>) => tf.tidy(() => g.gradFunc(dy, saved)) }
+  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as F
 
 const t2 = (x: T) => tf.transpose(x, [1, 0])
 const t3 = (x: T) => tf.transpose(x, [0, 2, 1])
@@ -114,26 +121,20 @@ const interleaveZeros = (dy: T): T => {
 }
 
 /**
- * Gradient with respect to the filter, as one matMul of the transposed patch matrix (im2col) with the
- * output gradient: `dW[i,j,ci,co] = sum_{b,y,x} xpad[b, s*y+i, s*x+j, ci] * dy[b,y,x,co]`.
+ * Gradient with respect to the filter, `dW[i,j,ci,co] = sum_{b,y,x} xpad[b, s*y+i, s*x+j, ci] dy[b,y,x,co]`,
+ * computed as one convolution: the padded input transposed to `[ci, H, W, b]` (channels become the
+ * batch, the batch becomes the channels) convolved with the output gradient transposed to
+ * `[Ho, Wo, b, co]` as the filter, dilated by the stride. Measured 2-10x faster on wasm than an
+ * im2col matMul for UNet-sized layers, and equal for SD-sized ones.
  */
 const convFilterGrad = (x: T, dy: T, wShape: Array<number>, o: ConvOptions): T => {
   const [kh, kw, ci, co] = wShape as [number, number, number, number]
-  const [B, Ho, Wo] = [dy.shape[0]!, dy.shape[1]!, dy.shape[2]!]
   const xp = o.padding === 0 ? x : tf.pad(x, pads(o.padding))
-  const patches: Array<T> = []
-  for (let i = 0; i < kh; i++) {
-    for (let j = 0; j < kw; j++) {
-      const end = [B, i + o.stride * (Ho - 1) + 1, j + o.stride * (Wo - 1) + 1, ci]
-      const p = o.stride === 1
-        ? tf.slice(xp, [0, i, j, 0], [B, Ho, Wo, ci])
-        : tf.stridedSlice(xp, [0, i, j, 0], end, [1, o.stride, o.stride, 1])
-      patches.push(tf.reshape(p, [B * Ho * Wo, ci]))
-    }
-  }
-  const cols = patches.length === 1 ? patches[0]! : tf.concat(patches, 1) // [BHW, kh*kw*ci]
-  const dw = tf.matMul(t2(cols), tf.reshape(dy, [B * Ho * Wo, co]))
-  return tf.reshape(dw, [kh, kw, ci, co])
+  const xt = tf.transpose(xp, [3, 1, 2, 0]) as tf.Tensor4D
+  const dyt = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D
+  const full = tf.conv2d(xt, dyt, 1, "valid", "NHWC", o.stride)
+  const dw = full.shape[1] === kh && full.shape[2] === kw ? full : tf.slice(full, [0, 0, 0, 0], [ci, kh, kw, co])
+  return tf.transpose(dw, [1, 2, 0, 3])
 }
 
 /** 2-D convolution, NHWC x HWIO, both differentiable. */

@@ -1,0 +1,201 @@
+/**
+ * Kernel overrides for the wasm backend where its own kernels are slow for training
+ * (measured: bench/ and docs/benchmarks.md):
+ * - Identity copies its input; the gradient tape clones every tensor it saves, so a backward pass
+ *   copied ~1.4 GB in a small UNet step. Tensors are immutable, so the clone now shares the data
+ *   (as the cpu backend does).
+ * - Transpose runs at ~240 MB/s for 2-D inputs; a blocked JavaScript permutation on the wasm heap is
+ *   several times faster.
+ * - Sum and Mean over non-innermost axes transpose first (with that slow transpose); a JavaScript
+ *   reduction over the heap does it in one pass.
+ * The batched matMul override lives in BatchMatMul.ts.
+ */
+import { tf } from "@disendiff/core"
+
+type TensorInfo = ReturnType<tf.KernelFunc> extends infer R ? Exclude<R, Array<unknown>> : never
+type Heap = Float32Array | Int32Array | Uint8Array
+
+interface Backend {
+  incRef: (dataId: unknown) => void
+  makeOutput: (shape: Array<number>, dtype: TensorInfo["dtype"]) => TensorInfo
+  typedArrayFromHeap: (t: TensorInfo) => Heap
+}
+
+/** Drops size-1 axes and merges axes that stay adjacent and in order under the permutation. */
+const simplify = (shape: ReadonlyArray<number>, perm: ReadonlyArray<number>) => {
+  const keep = perm.filter((p) => shape[p] !== 1)
+  const order = [...keep].sort((a, b) => a - b)
+  const rank = new Map(order.map((a, i) => [a, i]))
+  // axes of the input (in input order) grouped into runs that are consecutive in `keep` too
+  const groups: Array<Array<number>> = []
+  for (const a of keep) {
+    const last = groups[groups.length - 1]
+    if (last !== undefined && rank.get(last[last.length - 1]!)! + 1 === rank.get(a)! && last[last.length - 1]! + 1 === a) last.push(a)
+    else groups.push([a])
+  }
+  const byInput = [...groups].sort((g, h) => g[0]! - h[0]!)
+  const newShape = byInput.map((g) => g.reduce((s, a) => s * shape[a]!, 1))
+  const newPerm = groups.map((g) => byInput.indexOf(g))
+  return { shape: newShape, perm: newPerm }
+}
+
+/** dst[out index] = src[permuted index], for any rank. */
+export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, perm0: ReadonlyArray<number>): void => {
+  const { shape, perm } = simplify(shape0, perm0)
+  const n = shape.reduce((a, b) => a * b, 1)
+  if (perm.length <= 1 || perm.every((p, i) => p === i)) {
+    dst.set(src.subarray(0, n))
+    return
+  }
+  const strides = new Array<number>(shape.length)
+  for (let i = shape.length - 1, s = 1; i >= 0; i--) {
+    strides[i] = s
+    s *= shape[i]!
+  }
+  const outShape = perm.map((p) => shape[p]!)
+  const inStride = perm.map((p) => strides[p]!)
+  const r = outShape.length
+  if (r === 2) {
+    // blocked 2-D transpose: both sides stay in cache
+    const [R, C] = outShape as [number, number]
+    const [s0, s1] = inStride as [number, number]
+    const T = 32
+    for (let i0 = 0; i0 < R; i0 += T) {
+      for (let j0 = 0; j0 < C; j0 += T) {
+        const iEnd = Math.min(i0 + T, R)
+        const jEnd = Math.min(j0 + T, C)
+        for (let i = i0; i < iEnd; i++) {
+          let o = i * C + j0
+          let s = i * s0 + j0 * s1
+          for (let j = j0; j < jEnd; j++, s += s1) dst[o++] = src[s]!
+        }
+      }
+    }
+    return
+  }
+  if (r <= 4) {
+    // explicit loops over up to four axes (leading axes padded with size 1)
+    const pad = 4 - r
+    const [A, B, C, D] = [...Array<number>(pad).fill(1), ...outShape] as [number, number, number, number]
+    const [sa, sb, sc, sd] = [...Array<number>(pad).fill(0), ...inStride] as [number, number, number, number]
+    let o = 0
+    for (let a = 0; a < A; a++) {
+      for (let b = 0; b < B; b++) {
+        for (let c = 0; c < C; c++) {
+          let s = a * sa + b * sb + c * sc
+          for (let d = 0; d < D; d++, s += sd) dst[o++] = src[s]!
+        }
+      }
+    }
+    return
+  }
+  // general: odometer over the output, innermost output axis in a tight loop
+  const inner = outShape[r - 1]!
+  const innerStride = inStride[r - 1]!
+  const idx = new Array<number>(r - 1).fill(0)
+  let base = 0
+  for (let o = 0; o < n;) {
+    for (let j = 0, s = base; j < inner; j++, s += innerStride) dst[o++] = src[s]!
+    for (let k = r - 2; k >= 0; k--) {
+      idx[k]!++
+      base += inStride[k]!
+      if (idx[k]! < outShape[k]!) break
+      base -= inStride[k]! * outShape[k]!
+      idx[k] = 0
+    }
+  }
+}
+
+/** Sums over `axes`: `out[kept index] += src[index]`, one pass over the input. */
+const reduceSum = (src: Float32Array, dst: Float32Array, shape: ReadonlyArray<number>, axes: ReadonlyArray<number>) => {
+  dst.fill(0)
+  const r = shape.length
+  const reduced = shape.map((_, i) => axes.includes(i))
+  // output strides for kept axes, 0 for reduced ones
+  const outStride = new Array<number>(r).fill(0)
+  for (let i = r - 1, s = 1; i >= 0; i--) {
+    if (!reduced[i]) {
+      outStride[i] = s
+      s *= shape[i]!
+    }
+  }
+  const inner = shape[r - 1]!
+  const innerOut = outStride[r - 1]!
+  const idx = new Array<number>(r - 1).fill(0)
+  let base = 0
+  const n = src.length
+  for (let i = 0; i < n;) {
+    if (innerOut === 0) {
+      let acc = 0
+      for (let j = 0; j < inner; j++) acc += src[i++]!
+      dst[base] += acc
+    } else {
+      for (let j = 0, o = base; j < inner; j++, o++) dst[o] += src[i++]!
+    }
+    for (let k = r - 2; k >= 0; k--) {
+      idx[k]!++
+      base += outStride[k]!
+      if (idx[k]! < shape[k]!) break
+      base -= outStride[k]! * shape[k]!
+      idx[k] = 0
+    }
+  }
+}
+
+/** Reduction axes as tfjs reads them: null means every axis; negatives count from the end. */
+const normaliseAxes = (axis: number | Array<number> | null | undefined, rank: number) =>
+  axis === null || axis === undefined
+    ? Array.from({ length: rank }, (_, i) => i)
+    : [...new Set((Array.isArray(axis) ? axis : [axis]).map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b)
+
+const innermost = (axes: ReadonlyArray<number>, rank: number) => axes.every((a, i) => a === rank - axes.length + i)
+
+let installed = false
+
+export const installFastKernels = (): void => {
+  if (installed) return
+  const replace = (name: string, make: (original: tf.KernelConfig) => tf.KernelFunc) => {
+    const original = tf.getKernel(name, "wasm")
+    if (original === undefined) throw new Error(`the wasm backend has no ${name} kernel`)
+    tf.unregisterKernel(name, "wasm")
+    tf.registerKernel({ ...original, kernelFunc: make(original) })
+  }
+
+  replace("Identity", (original) => (args) => {
+    const x = args.inputs.x as TensorInfo
+    if (x.dtype === "string") return original.kernelFunc(args)
+    ;(args.backend as unknown as Backend).incRef(x.dataId)
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype }
+  })
+
+  replace("Transpose", (original) => (args) => {
+    const x = args.inputs.x as TensorInfo
+    const perm = (args.attrs as { perm: Array<number> }).perm
+    if (x.dtype === "string" || x.dtype === "complex64") return original.kernelFunc(args)
+    const backend = args.backend as unknown as Backend
+    const out = backend.makeOutput(perm.map((p) => x.shape[p]!), x.dtype)
+    // views after the allocation: growing the heap replaces its buffer
+    permute(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(out), x.shape, perm)
+    return out
+  })
+
+  const reduction = (mean: boolean) => (original: tf.KernelConfig): tf.KernelFunc => (args) => {
+    const x = args.inputs.x as TensorInfo
+    const { axis, keepDims } = args.attrs as { axis: number | Array<number> | null; keepDims: boolean }
+    const axes = normaliseAxes(axis, x.shape.length)
+    if (x.dtype !== "float32" || axes.length === 0 || innermost(axes, x.shape.length)) return original.kernelFunc(args)
+    const backend = args.backend as unknown as Backend
+    const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i))
+    const out = backend.makeOutput(outShape, "float32")
+    const dst = backend.typedArrayFromHeap(out) as Float32Array
+    reduceSum(backend.typedArrayFromHeap(x) as Float32Array, dst, x.shape, axes)
+    if (mean) {
+      const count = axes.reduce((a, i) => a * x.shape[i]!, 1)
+      for (let i = 0; i < dst.length; i++) dst[i] = dst[i]! / count
+    }
+    return out
+  }
+  replace("Sum", reduction(false))
+  replace("Mean", reduction(true))
+  installed = true
+}

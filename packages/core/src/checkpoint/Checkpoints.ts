@@ -36,7 +36,7 @@ const Envelope = Schema.Struct({
 })
 
 const TensorEntry = Schema.Struct({
-  group: Schema.Literals(["trainable", "adam.m", "adam.v"]),
+  group: Schema.Literals(["trainable", "adam.m", "adam.v", "ema"]),
   name: Schema.String,
   dtype: Schema.Literal("float32"),
   shape: Schema.Array(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
@@ -55,7 +55,8 @@ export const encode = (s: Snapshot): Buffer => {
   const tensors = [
     ...[...s.trainable].map(([name, t]) => ({ group: "trainable", name, t })),
     ...[...s.optimizer.m].map(([name, t]) => ({ group: "adam.m", name, t })),
-    ...[...s.optimizer.v].map(([name, t]) => ({ group: "adam.v", name, t }))
+    ...[...s.optimizer.v].map(([name, t]) => ({ group: "adam.v", name, t })),
+    ...[...(s.ema ?? [])].map(([name, t]) => ({ group: "ema", name, t }))
   ].map(({ group, name, t }) => ({ group, name, dtype: "float32", shape: [...t.shape], data: bytesOf(t) }))
   const payload = packr.pack({ header: s.header, optimizerStep: s.optimizer.step, tensors })
   const envelope = packr.pack({
@@ -108,7 +109,12 @@ export const decode = (file: string, buf: Uint8Array): Effect.Effect<Snapshot, C
     const p = yield* Schema.decodeUnknownEffect(Payload)(raw).pipe(
       Effect.mapError((e) => corrupt(file, `invalid header or tensor list: ${e.message}`))
     )
-    const groups = { trainable: new Map<string, HostTensor>(), "adam.m": new Map<string, HostTensor>(), "adam.v": new Map<string, HostTensor>() }
+    const groups = {
+      trainable: new Map<string, HostTensor>(),
+      "adam.m": new Map<string, HostTensor>(),
+      "adam.v": new Map<string, HostTensor>(),
+      ema: new Map<string, HostTensor>()
+    }
     for (const t of p.tensors) {
       const n = t.shape.reduce((a, b) => a * b, 1)
       if (t.data.byteLength !== 4 * n) {
@@ -122,7 +128,8 @@ export const decode = (file: string, buf: Uint8Array): Effect.Effect<Snapshot, C
     return {
       header: p.header,
       trainable: groups.trainable,
-      optimizer: { step: p.optimizerStep, m: groups["adam.m"], v: groups["adam.v"] }
+      optimizer: { step: p.optimizerStep, m: groups["adam.m"], v: groups["adam.v"] },
+      ...(groups.ema.size > 0 ? { ema: groups.ema } : {})
     }
   })
 

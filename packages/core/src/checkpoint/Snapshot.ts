@@ -25,6 +25,8 @@ export const formatVersion = 1
 
 export const SnapshotHeader = Schema.Struct({
   formatVersion: Schema.Literal(formatVersion),
+  /** What produced it: a personalisation run or the built-in model's pretraining. */
+  kind: Schema.optionalKey(Schema.Literals(["train", "pretrain"])),
   /** Optimizer steps completed. */
   step: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   /** The run's configuration (decoded again by the trainer's own schema on resume). */
@@ -45,6 +47,8 @@ export interface Snapshot {
     readonly m: ReadonlyMap<string, HostTensor>
     readonly v: ReadonlyMap<string, HostTensor>
   }
+  /** Exponential moving average of the trainable tensors (pretraining keeps one). */
+  readonly ema?: ReadonlyMap<string, HostTensor> | undefined
 }
 
 /** SHA-256 over the trainable tensors and the optimizer state, in a canonical order. */
@@ -61,5 +65,6 @@ export const snapshotDigest = (s: Snapshot): string => {
   h.update(`adam.step:${s.optimizer.step};`)
   add("adam.m", s.optimizer.m)
   add("adam.v", s.optimizer.v)
+  if (s.ema !== undefined) add("ema", s.ema)
   return h.digest("hex")
 }

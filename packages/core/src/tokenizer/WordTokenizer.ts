@@ -18,6 +18,8 @@ export interface WordTokenizerOptions {
   readonly hashBuckets?: number
   readonly modifiers: ReadonlyArray<string>
   readonly maxLength: number
+  /** Id of the first modifier (default: right after the words and hash buckets). */
+  readonly modifierBase?: number
 }
 
 export class UnknownWord extends Error {
@@ -29,17 +31,19 @@ export class UnknownWord extends Error {
 export const splitWords = (text: string): Array<string> =>
   text.toLowerCase().match(/<[^<>\s]+>|[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]/g) ?? []
 
-export const makeWordTokenizer = (o: WordTokenizerOptions): Tokenizer & { readonly vocabSize: number } => {
+export interface WordTokenizer extends Tokenizer {
+  /** Ids in use, modifiers included. */
+  readonly vocabSize: number
+}
+
+export const makeWordTokenizer = (o: WordTokenizerOptions): WordTokenizer => {
   const index = new Map<string, number>()
   o.words.forEach((w, i) => index.set(w, specials.length + i))
   const hashBase = specials.length + o.words.length
   const buckets = o.hashBuckets ?? 0
-  const modifierBase = hashBase + buckets
+  const modifierBase = o.modifierBase ?? hashBase + buckets
   const modifiers = o.modifiers.map((token, i) => ({ token, id: modifierBase + i }))
   const modifierIndex = new Map(modifiers.map((m) => [m.token.toLowerCase(), m.id]))
-  const names = new Map<number, string>([[PAD, "<pad>"], [START, "<start>"], [END, "<end>"]])
-  o.words.forEach((w, i) => names.set(specials.length + i, w))
-  modifiers.forEach((m) => names.set(m.id, m.token))
 
   const idOf = (word: string, text: string): number => {
     const id = modifierIndex.get(word) ?? index.get(word)
@@ -62,5 +66,5 @@ export const makeWordTokenizer = (o: WordTokenizerOptions): Tokenizer & { readon
     return { ids, tokens, length }
   }
 
-  return { maxLength: o.maxLength, encode, tokenize, modifiers, vocabSize: modifierBase + modifiers.length, name: (id: number) => names.get(id) } as Tokenizer & { readonly vocabSize: number }
+  return { maxLength: o.maxLength, encode, tokenize, modifiers, vocabSize: modifierBase + modifiers.length }
 }

@@ -1,0 +1,127 @@
+/**
+ * The built-in model as a `Backbone`: the toy configuration of SD's text encoder and UNet, an exact
+ * pixel-shuffle autoencoder, word tokens over the shapes world, and weights from the committed file
+ * (or any tensors, e.g. an EMA during pretraining).
+ */
+import { Effect, Layer } from "effect"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as PixelShuffle from "../autoencoder/PixelShuffle.js"
+import { readSafetensors, readSafetensorsHeader } from "../io/Safetensors.js"
+import { clipTextForward } from "../models/ClipTextModel.js"
+import { crossAttentionLayers, unetForward } from "../models/Unet2dConditionModel.js"
+import { reservedModifierRow, type ToyModelConfig, toyModelConfig, toyParameterShapes } from "../models/ToyModel.js"
+import type { Weights } from "../nn/Weights.js"
+import { makeNoiseSchedule } from "../schedule/NoiseSchedule.js"
+import { scopedTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { tf } from "../tensor/Tf.js"
+import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
+import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
+import { modelIdentity } from "./Identity.js"
+
+export interface ToyBackboneOptions {
+  readonly modifiers: ReadonlyArray<string>
+  readonly trainable?: TrainableSet | undefined
+  /** Modifier rows start from the reserved rows ("rare") or from their class word's row. */
+  readonly modifierInit?: "rare" | "class" | undefined
+  /** The class word after each modifier (for "class" initialisation). */
+  readonly classWords?: ReadonlyArray<string> | undefined
+  /** Weights file; default: the committed built-in model. */
+  readonly weights?: string | undefined
+}
+
+/** The committed built-in weights (float16 safetensors) and their description. */
+export const builtinWeightsPath = fileURLToPath(new URL("../../assets/builtin/shapes.safetensors", import.meta.url))
+export const builtinModelName = "builtin-shapes"
+
+/** A toy backbone over given tensors (named `text.*` and `unet.*`, our layouts). */
+export const makeToyBackbone = (
+  cfg: ToyModelConfig,
+  params: ReadonlyMap<string, tf.Tensor>,
+  options: ToyBackboneOptions & { readonly name: string; readonly identity: string }
+): BackboneShape => {
+  const tokenizer = makeWordTokenizer({
+    words: cfg.words,
+    modifiers: options.modifiers,
+    maxLength: cfg.maxLength,
+    modifierBase: cfg.text.vocabSize
+  })
+  const frozen = new Map<string, tf.Tensor>()
+  const trainable = new Map<string, tf.Tensor>()
+  const set = options.trainable ?? "kv"
+  for (const [name, t] of params) {
+    if (name.startsWith("unet.") && isTrainableUnetParam(set, name)) trainable.set(name, t)
+    else frozen.set(name, t)
+  }
+  if (options.modifiers.length > 0) {
+    const table = params.get("text.text_model.embeddings.token_embedding.weight")!
+    const rows = options.modifiers.map((_, i) => {
+      if (options.modifierInit === "class") {
+        const word = options.classWords?.[i]
+        const index = word === undefined ? -1 : cfg.words.indexOf(word)
+        if (index >= 0) return 3 + index
+      }
+      return reservedModifierRow(cfg, i)
+    })
+    trainable.set(modifierEmbeddingsName, tf.gather(table, rows))
+  }
+  const { height: hh, width: ww } = { height: 16, width: 16 }
+  return {
+    info: {
+      kind: "toy",
+      name: options.name,
+      identity: options.identity,
+      imageSize: { height: 2 * hh, width: 2 * ww },
+      latentShape: { height: hh, width: ww, channels: cfg.unet.inChannels },
+      crossAttentionLayers: crossAttentionLayers(cfg.unet, hh, ww)
+    },
+    tokenizer,
+    schedule: makeNoiseSchedule(cfg.schedule),
+    sampling: cfg.sampling,
+    parameters: { frozen, trainable },
+    encodeText: (w: Weights, ids: tf.Tensor) =>
+      clipTextForward(cfg.text, w.scope("text"), ids, w.has(modifierEmbeddingsName) ? w.get(modifierEmbeddingsName) : undefined)
+        .lastHiddenState,
+    encodeImage: (pixels) => PixelShuffle.unshuffle(pixels),
+    decodeLatents: (latents) => PixelShuffle.shuffle(latents),
+    denoise: (w, input) =>
+      unetForward(cfg.unet, w.scope("unet"), {
+        latents: input.latents,
+        timesteps: input.timesteps,
+        context: input.context,
+        hook: input.hook,
+        detachFirstToken: true
+      })
+  }
+}
+
+/** Reads a toy weights file (its metadata holds the model size) into our tensors. */
+export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(file: string) {
+  const stored = yield* readSafetensors(file)
+  const header = yield* readSafetensorsHeader(file)
+  const size = header.metadata.size === undefined ? undefined : JSON.parse(header.metadata.size)
+  const cfg = toyModelConfig(size)
+  const params = new Map<string, tf.Tensor>()
+  for (const [name, t] of stored) params.set(name, tf.tensor(Float32Array.from(t.data), [...t.shape]))
+  for (const p of toyParameterShapes(cfg)) {
+    const t = params.get(p.name)
+    if (t === undefined || t.shape.join() !== p.shape.join()) {
+      tf.dispose([...params.values()])
+      return yield* new ModelError({ path: file, reason: `tensor ${p.name} is missing or misshapen`, fix: "use a weights file written by `disendiff pretrain`" })
+    }
+  }
+  return { cfg, params }
+})
+
+export const make = (options: ToyBackboneOptions) =>
+  Effect.gen(function*() {
+    yield* TensorRuntime
+    const file = options.weights ?? builtinWeightsPath
+    const { cfg, params } = yield* Effect.acquireRelease(readToyWeights(file), ({ params }) => Effect.sync(() => tf.dispose([...params.values()])))
+    const identity = modelIdentity({ kind: "toy", config: cfg }, params)
+    const backbone = makeToyBackbone(cfg, params, { ...options, name: options.weights === undefined ? builtinModelName : path.basename(file), identity })
+    yield* scopedTensors(() => backbone.parameters.trainable.get(modifierEmbeddingsName), (t) => (t === undefined ? [] : [t]))
+    return Backbone.of(backbone)
+  })
+
+export const layer = (options: ToyBackboneOptions): Layer.Layer<Backbone, ModelError, TensorRuntime> => Layer.effect(Backbone, make(options))

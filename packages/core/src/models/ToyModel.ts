@@ -1,0 +1,126 @@
+/**
+ * The built-in model: Stable Diffusion's architecture (the same CLIPTextModel and UNet2DConditionModel
+ * code) with a small configuration, on the shapes world. Images are 32x32 RGB packed losslessly into
+ * 16x16x12 latents by pixel-unshuffle, so the UNet's top level is the 16x16 cross-attention level the
+ * method reads. Words are tokens; the table ends with reserved rows for modifier tokens that
+ * pretraining never uses (this world's counterpart of the rare tokens SD personalisation starts from).
+ */
+import { fanInInit, normalInit } from "../nn/Init.js"
+import type { NoiseScheduleConfig } from "../schedule/NoiseSchedule.js"
+import type { SamplingOptions } from "../schedule/Schedulers.js"
+import { tf } from "../tensor/Tf.js"
+import { WORLD_WORDS } from "../world/Vocabulary.js"
+import type { ClipTextConfig } from "./ClipTextModel.js"
+import { clipParameterShapes, type ParameterShape, unetParameterShapes } from "./Shapes.js"
+import type { UnetConfig } from "./Unet2dConditionModel.js"
+
+export interface ToyModelConfig {
+  readonly words: ReadonlyArray<string>
+  /** Table rows after the words reserved for modifier tokens. */
+  readonly reservedModifiers: number
+  readonly maxLength: number
+  readonly text: ClipTextConfig & { readonly intermediateSize: number }
+  readonly unet: UnetConfig
+  readonly schedule: NoiseScheduleConfig
+  readonly sampling: SamplingOptions
+}
+
+/** Token ids 0-2 are padding, start and end (WordTokenizer). */
+const specials = 3
+
+export interface ToySize {
+  readonly channels: readonly [number, number]
+  readonly layersPerBlock: number
+  readonly heads: number
+  readonly normGroups: number
+  readonly textHidden: number
+  readonly textLayers: number
+  readonly textHeads: number
+}
+
+export const defaultToySize: ToySize = {
+  channels: [32, 64],
+  layersPerBlock: 1,
+  heads: 4,
+  normGroups: 8,
+  textHidden: 64,
+  textLayers: 2,
+  textHeads: 4
+}
+
+export const toyModelConfig = (size: ToySize = defaultToySize): ToyModelConfig => {
+  const reservedModifiers = 4
+  return {
+    words: WORLD_WORDS,
+    reservedModifiers,
+    // three-object captions are 15 words; scale-augmentation prefixes add two
+    maxLength: 20,
+    text: {
+      vocabSize: specials + WORLD_WORDS.length + reservedModifiers,
+      hiddenSize: size.textHidden,
+      intermediateSize: 4 * size.textHidden,
+      heads: size.textHeads,
+      layers: size.textLayers,
+      maxPositions: 20,
+      act: "quick_gelu",
+      layerNormEps: 1e-5,
+      eosTokenId: 2
+    },
+    unet: {
+      inChannels: 12,
+      outChannels: 12,
+      blockOutChannels: size.channels,
+      layersPerBlock: size.layersPerBlock,
+      downCrossAttention: size.channels.map(() => true),
+      upCrossAttention: size.channels.map(() => true),
+      heads: size.channels.map(() => size.heads),
+      midBlock: true,
+      normGroups: size.normGroups,
+      normEps: 1e-5,
+      useLinearProjection: false,
+      freqShift: 0
+    },
+    // v-prediction on SD's schedule rescaled to zero terminal SNR, as the prototype's better recipe
+    // (../shared/reference/builtin-model-prototype.md): colours and backgrounds then follow the text
+    schedule: {
+      numTrainTimesteps: 1000,
+      betaStart: 0.00085,
+      betaEnd: 0.012,
+      betaSchedule: "scaled_linear",
+      predictionType: "v_prediction",
+      rescaleZeroTerminalSnr: true
+    },
+    // trailing spacing starts at the last (pure-noise) timestep; pixels are bounded, so x0 is clipped
+    sampling: { spacing: "trailing", stepsOffset: 0, setAlphaToOne: true, clipSample: 1, useClippedModelOutput: true }
+  }
+}
+
+/** Reserved table row of the i-th modifier token. */
+export const reservedModifierRow = (cfg: ToyModelConfig, i: number) => specials + cfg.words.length + (i % cfg.reservedModifiers)
+
+export const toyParameterShapes = (cfg: ToyModelConfig): Array<ParameterShape> => [
+  ...clipParameterShapes(cfg.text).map((p) => ({ ...p, name: `text.${p.name}` })),
+  ...unetParameterShapes(cfg.unet, cfg.text.hiddenSize).map((p) => ({ ...p, name: `unet.${p.name}` }))
+]
+
+/**
+ * Fresh weights: fan-in normal for weights, zero biases, unit norms, N(0, 0.02) embeddings; the last
+ * layer of every residual branch (resnet conv2, transformer proj_out) and the output conv start at
+ * zero, so the initial network is close to the identity on its skip paths (as in guided diffusion).
+ */
+export const initToyParameters = (cfg: ToyModelConfig, seed: number): Record<string, tf.Tensor> =>
+  tf.tidy(() => {
+    const out: Record<string, tf.Tensor> = {}
+    for (const p of toyParameterShapes(cfg)) {
+      const shape = [...p.shape]
+      const zeroBranch = /(\.conv2|\.proj_out|^unet\.conv_out)\.weight$/.test(p.name)
+      out[p.name] = p.kind === "weight"
+        ? (zeroBranch ? tf.zeros(shape) : fanInInit(seed, p.name, shape))
+        : p.kind === "embedding"
+        ? normalInit(seed, p.name, shape, 0.02)
+        : p.kind === "norm-weight"
+        ? tf.ones(shape)
+        : tf.zeros(shape)
+    }
+    return out
+  })

@@ -1,0 +1,260 @@
+/**
+ * `pretrain`: trains the built-in model's text encoder and UNet from scratch on the shapes world.
+ *
+ * Each optimizer step accumulates micro-batches of rendered scenes (captions dropped with a small
+ * probability for classifier-free guidance), noises them at uniform timesteps and regresses the
+ * velocity with min-SNR weights; AdamW with warm-up, gradient clipping and an EMA of the weights.
+ * Scenes, caption dropout, timesteps and noise are counter-based draws keyed by the scene or
+ * micro-batch index, so resuming from a checkpoint reproduces an uninterrupted run bit for bit on the
+ * same backend. Progress (loss, throughput, periodic held-out evaluation of the EMA) is a `Stream`.
+ */
+import { Clock, Effect, Queue, Stream } from "effect"
+import * as path from "node:path"
+import { makeToyBackbone } from "../backbone/ToyBackbone.js"
+import { Checkpoints } from "../checkpoint/Checkpoints.js"
+import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { initToyParameters, toyModelConfig } from "../models/ToyModel.js"
+import { clipTextForward } from "../models/ClipTextModel.js"
+import { unetForward } from "../models/Unet2dConditionModel.js"
+import { makeWeights } from "../nn/Weights.js"
+import { init as adamInit, type OptimizerState, step as adamStep } from "../optim/Optimizer.js"
+import { stream } from "../random/Rng.js"
+import { addNoise, makeNoiseSchedule, trainingTarget } from "../schedule/NoiseSchedule.js"
+import { runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { tf } from "../tensor/Tf.js"
+import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
+import { captionOf } from "../world/Caption.js"
+import { renderScene } from "../world/Render.js"
+import * as PixelShuffle from "../autoencoder/PixelShuffle.js"
+import { NumericalError } from "../training/Trainer.js"
+import { trainingScene } from "./Dataset.js"
+import { type Evaluation, evaluate } from "./Evaluate.js"
+import { learningRateAt, type PretrainConfig } from "./PretrainConfig.js"
+
+export type PretrainEvent =
+  | { readonly _tag: "Started"; readonly startStep: number; readonly totalSteps: number; readonly parameters: number; readonly backend: string }
+  | {
+    readonly _tag: "Step"
+    readonly step: number
+    readonly totalSteps: number
+    readonly loss: number
+    readonly lr: number
+    readonly gradNorm: number
+    readonly samplesPerSecond: number
+    readonly etaSeconds: number
+  }
+  | { readonly _tag: "Evaluated"; readonly step: number; readonly evaluation: Evaluation }
+  | { readonly _tag: "CheckpointSaved"; readonly step: number; readonly path: string; readonly digest: string }
+  | { readonly _tag: "Finished"; readonly step: number; readonly path: string; readonly digest: string }
+
+export interface EvaluationRecord {
+  readonly step: number
+  readonly samples: number
+  readonly seconds: number
+  readonly backend: string
+  readonly evaluation: Evaluation
+}
+
+export interface PretrainOptions {
+  readonly config: PretrainConfig
+  readonly out: string
+  readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
+  readonly onInterrupted?: ((step: number, checkpoint: string) => Effect.Effect<void>) | undefined
+}
+
+export const pretrainCheckpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
+
+const toHost = (m: ReadonlyMap<string, tf.Tensor>) =>
+  Effect.promise(async () => new Map(await Promise.all([...m].map(async ([k, t]) => [k, { shape: [...t.shape], data: (await t.data()) as Float32Array }] as const))))
+
+const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
+
+/** Per-row min-SNR-gamma weight for v-prediction, min(SNR, gamma) / (SNR + 1), floored. */
+export const snrWeights = (abar: Float64Array, timesteps: ReadonlyArray<number>, gamma: number, floor: number) =>
+  timesteps.map((t) => {
+    const snr = abar[t]! / (1 - abar[t]!)
+    return Math.max(Math.min(snr, gamma) / (snr + 1), floor)
+  })
+
+export const pretrain = (options: PretrainOptions) =>
+  Stream.callback<PretrainEvent, import("../checkpoint/Checkpoints.js").CheckpointError | NumericalError | import("../tensor/TensorRuntime.js").OutOfMemory, Checkpoints | TensorRuntime>(
+    (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
+  )
+
+const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: PretrainEvent) => Effect.Effect<unknown>) {
+  const checkpoints = yield* Checkpoints
+  const runtime = yield* TensorRuntime
+  const c = options.config
+  const cfg = toyModelConfig(c.size)
+  const schedule = makeNoiseSchedule(cfg.schedule)
+  const tokenizer = makeWordTokenizer({ words: cfg.words, modifiers: [], maxLength: cfg.maxLength })
+  const adam = { beta1: 0.9, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, clipGradNorm: c.clipGradNorm }
+
+  let params: Map<string, tf.Tensor>
+  let ema: Map<string, tf.Tensor>
+  let opt: OptimizerState
+  let history: Array<LossRecord>
+  let evaluations: Array<EvaluationRecord>
+  let step = 0
+  let seconds = 0
+  if (options.resume !== undefined) {
+    const s = options.resume.snapshot
+    params = fromHost(s.trainable)
+    ema = fromHost(s.ema ?? s.trainable)
+    opt = { step: s.optimizer.step, m: fromHost(s.optimizer.m), v: fromHost(s.optimizer.v) }
+    history = [...s.header.lossHistory]
+    const extra = (s.header as unknown as { pretraining?: { evaluations: Array<EvaluationRecord>; seconds: number } }).pretraining
+    evaluations = [...(extra?.evaluations ?? [])]
+    seconds = extra?.seconds ?? 0
+    step = s.header.step
+  } else {
+    params = new Map(Object.entries(initToyParameters(cfg, c.initSeed)))
+    ema = new Map([...params].map(([k, t]) => [k, tf.clone(t)]))
+    opt = adamInit(params)
+    history = []
+    evaluations = []
+  }
+  const names = [...params.keys()]
+  const parameters = names.reduce((a, n) => a + params.get(n)!.size, 0)
+  const outFile = pretrainCheckpointPath(options.out)
+  const B = c.batchSize
+  const samplesAt = (s: number) => s * B * c.gradientAccumulation
+
+  const snapshot = Effect.gen(function*() {
+    return {
+      header: {
+        formatVersion,
+        kind: "pretrain" as const,
+        step,
+        config: c,
+        rng: { algorithm: "philox4x32-10" as const, seed: c.seed },
+        dataCursor: samplesAt(step),
+        baseModel: { kind: "toy", name: "from scratch", identity: `init-seed-${c.initSeed}` },
+        lossHistory: history,
+        pretraining: { evaluations, seconds }
+      },
+      trainable: yield* toHost(params),
+      optimizer: { step: opt.step, m: yield* toHost(opt.m), v: yield* toHost(opt.v) },
+      ema: yield* toHost(ema)
+    } as Snapshot
+  })
+  const save = (file: string) =>
+    Effect.gen(function*() {
+      const s = yield* snapshot
+      yield* checkpoints.save(file, s)
+      return snapshotDigest(s)
+    })
+
+  yield* emit({ _tag: "Started", startStep: step, totalSteps: c.steps, parameters, backend: runtime.backend })
+
+  const microBatch = (mb: number) =>
+    runTensors("a pretraining micro-batch", () => {
+      const scenes = Array.from({ length: B }, (_, i) => trainingScene(c.seed, mb * B + i))
+      const captions = scenes.map((s, i) => (stream(c.seed, mb * B + i, "caption-dropout").uniform() < c.captionDropout ? "" : captionOf(s)))
+      const timesteps = Array.from({ length: B }, () => 0)
+      const tr = stream(c.seed, mb, "timestep")
+      for (let i = 0; i < B; i++) timesteps[i] = tr.int(0, schedule.config.numTrainTimesteps - 1)
+      const weights = snrWeights(schedule.alphasCumprod, timesteps, c.minSnrGamma, c.snrWeightFloor)
+      const inputs = tf.tidy(() => {
+        const pixels = new Float32Array(B * 32 * 32 * 3)
+        scenes.forEach((s, i) => {
+          const img = renderScene(s).data
+          for (let k = 0; k < img.length; k++) pixels[i * img.length + k] = img[k]! * 2 - 1
+        })
+        const x0 = PixelShuffle.unshuffle(tf.tensor(pixels, [B, 32, 32, 3]))
+        const noise = tf.tensor(stream(c.seed, mb, "noise").normals(x0.size), x0.shape)
+        return {
+          zt: addNoise(schedule, x0, noise, timesteps),
+          target: trainingTarget(schedule, x0, noise, timesteps),
+          ids: tf.tensor2d(captions.map((t) => [...tokenizer.encode(t).ids]), [B, cfg.maxLength], "int32"),
+          w: tf.tensor(weights, [B, 1, 1, 1])
+        }
+      })
+      const f = (...xs: Array<tf.Tensor>) => {
+        const w = makeWeights(new Map(), new Map(names.map((n, i) => [n, xs[i]!])))
+        const context = clipTextForward(cfg.text, w.scope("text"), inputs.ids).lastHiddenState
+        const pred = unetForward(cfg.unet, w.scope("unet"), { latents: inputs.zt, timesteps, context })
+        const perRow = tf.mean(tf.square(tf.sub(pred, inputs.target)), [1, 2, 3], true)
+        return tf.div(tf.mean(tf.mul(perRow, inputs.w)), c.gradientAccumulation) as tf.Scalar
+      }
+      const r = tf.valueAndGrads(f)(names.map((n) => params.get(n)!))
+      tf.dispose(inputs)
+      return r
+    })
+
+  const loop = Effect.gen(function*() {
+    let t0 = yield* Clock.currentTimeMillis
+    let runStart = t0
+    const startStep = step
+    while (step < c.steps) {
+      yield* Effect.yieldNow
+      let acc: Array<tf.Tensor> | undefined
+      let loss = 0
+      for (let a = 0; a < c.gradientAccumulation; a++) {
+        const { value, grads } = yield* microBatch(step * c.gradientAccumulation + a)
+        loss += (yield* Effect.promise(() => value.data()))[0]!
+        value.dispose()
+        if (acc === undefined) acc = grads
+        else {
+          const next = acc.map((g, i) => tf.add(g, grads[i]!))
+          tf.dispose([...acc, ...grads])
+          acc = next
+        }
+      }
+      const lr = learningRateAt(c, step)
+      const updated = adamStep(adam, params, new Map(names.map((n, i) => [n, acc![i]!])), opt, lr)
+      tf.dispose(acc!)
+      const gradNorm = (yield* Effect.promise(() => updated.gradNorm.data()))[0]!
+      updated.gradNorm.dispose()
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        return yield* new NumericalError({ step: step + 1, quantity: Number.isFinite(loss) ? "the gradient" : "the loss", checkpoint: outFile, fix: "resume from the last checkpoint with a lower learning rate" })
+      }
+      params = updated.params
+      opt = updated.state
+      // tf.tidy keeps tensors in plain objects, not in Maps
+      const nextEma = new Map(Object.entries(tf.tidy(() =>
+        Object.fromEntries([...ema].map(([k, e]) => [k, tf.add(tf.mul(e, c.emaDecay), tf.mul(params.get(k)!, 1 - c.emaDecay))]))
+      )))
+      tf.dispose([...ema.values()])
+      ema = nextEma
+      step++
+      const now = yield* Clock.currentTimeMillis
+      seconds += (now - t0) / 1000
+      const perStep = (now - runStart) / 1000 / (step - startStep)
+      t0 = now
+      history.push({ step, loss, base: loss, bind: null, separation: null, lr, gradNorm })
+      yield* emit({
+        _tag: "Step",
+        step,
+        totalSteps: c.steps,
+        loss,
+        lr,
+        gradNorm,
+        samplesPerSecond: (B * c.gradientAccumulation) / Math.max(1e-9, perStep),
+        etaSeconds: perStep * (c.steps - step)
+      })
+      if (c.evalEvery > 0 && step % c.evalEvery === 0) {
+        const backbone = makeToyBackbone(cfg, new Map([...ema].map(([k, t]) => [k, t])), { modifiers: [], name: "ema", identity: "ema" })
+        const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000 })
+        const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects }
+        evaluations.push({ step, samples: samplesAt(step), seconds, backend: runtime.backend, evaluation })
+        yield* emit({ _tag: "Evaluated", step, evaluation })
+        // evaluation time counts neither into training seconds nor into the throughput
+        const after = yield* Clock.currentTimeMillis
+        runStart += after - t0
+        t0 = after
+      }
+      if (c.checkpointEvery > 0 && step % c.checkpointEvery === 0 && step < c.steps) {
+        const digest = yield* save(outFile)
+        yield* emit({ _tag: "CheckpointSaved", step, path: outFile, digest })
+      }
+    }
+    const digest = yield* save(outFile)
+    yield* emit({ _tag: "Finished", step, path: outFile, digest })
+  })
+
+  yield* loop.pipe(
+    Effect.onInterrupt(() => save(outFile).pipe(Effect.andThen(options.onInterrupted?.(step, outFile) ?? Effect.void), Effect.ignore)),
+    Effect.ensuring(Effect.sync(() => tf.dispose([...params.values(), ...ema.values(), ...opt.m.values(), ...opt.v.values()])))
+  )
+})

@@ -1,0 +1,86 @@
+/** The built-in model's pretraining configuration (stored whole in every pretraining checkpoint). */
+import { Schema } from "effect"
+import { defaultToySize } from "../models/ToyModel.js"
+
+const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const Fraction = Schema.Finite.check(Schema.isBetween({ minimum: 0, maximum: 1 }))
+
+export const ToySize = Schema.Struct({
+  channels: Schema.Tuple([PositiveInt, PositiveInt]),
+  layersPerBlock: PositiveInt,
+  heads: PositiveInt,
+  normGroups: PositiveInt,
+  textHidden: PositiveInt,
+  textLayers: PositiveInt,
+  textHeads: PositiveInt
+})
+
+export const PretrainConfig = Schema.Struct({
+  world: Schema.Literal("shapes"),
+  size: ToySize,
+  /** Data order, noise and timesteps. */
+  seed: NonNegativeInt,
+  /** Initial weights. */
+  initSeed: NonNegativeInt,
+  /** Total optimizer steps (the target, also when resuming). */
+  steps: PositiveInt,
+  batchSize: PositiveInt,
+  gradientAccumulation: PositiveInt,
+  learningRate: Positive,
+  warmupSteps: NonNegativeInt,
+  /** After warm-up: constant, or cosine down to `minLearningRate` at `decaySteps`. */
+  decay: Schema.Literals(["constant", "cosine"]),
+  decaySteps: PositiveInt,
+  minLearningRate: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  beta2: Fraction,
+  weightDecay: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  clipGradNorm: Positive,
+  emaDecay: Fraction,
+  /** Probability of an empty caption (classifier-free guidance needs the unconditional model). */
+  captionDropout: Fraction,
+  /** Min-SNR-gamma loss weighting (Hang et al. 2023) for v-prediction, with a floor for low-noise steps. */
+  minSnrGamma: Positive,
+  snrWeightFloor: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  checkpointEvery: NonNegativeInt,
+  evalEvery: NonNegativeInt,
+  evalSamples: PositiveInt,
+  evalSteps: PositiveInt,
+  evalGuidance: Positive
+})
+export type PretrainConfig = typeof PretrainConfig.Type
+
+export const defaultPretrainConfig: PretrainConfig = {
+  world: "shapes",
+  size: defaultToySize,
+  seed: 1,
+  initSeed: 0,
+  steps: 20000,
+  batchSize: 32,
+  gradientAccumulation: 2,
+  learningRate: 1e-3,
+  warmupSteps: 200,
+  decay: "constant",
+  decaySteps: 20000,
+  minLearningRate: 1e-4,
+  beta2: 0.99,
+  weightDecay: 0.01,
+  clipGradNorm: 1,
+  emaDecay: 0.999,
+  captionDropout: 0.1,
+  minSnrGamma: 5,
+  snrWeightFloor: 0.1,
+  checkpointEvery: 100,
+  evalEvery: 1000,
+  evalSamples: 24,
+  evalSteps: 25,
+  evalGuidance: 4
+}
+
+export const learningRateAt = (c: PretrainConfig, step: number): number => {
+  if (step < c.warmupSteps) return (c.learningRate * (step + 1)) / c.warmupSteps
+  if (c.decay === "constant") return c.learningRate
+  const p = Math.min(1, (step - c.warmupSteps) / Math.max(1, c.decaySteps - c.warmupSteps))
+  return c.minLearningRate + 0.5 * (c.learningRate - c.minLearningRate) * (1 + Math.cos(Math.PI * p))
+}

@@ -175,6 +175,8 @@ export const writeAtomic = (file: string, bytes: Uint8Array | Iterable<Uint8Arra
     catch: (e) => ioError(file, "writing", e)
   })
 
+export { snapshotDigest as digestOf } from "./Snapshot.js"
+
 export const save = Effect.fn("Checkpoints.save")(function*(file: string, snapshot: Snapshot) {
   yield* writeAtomic(file, encode(snapshot))
 })

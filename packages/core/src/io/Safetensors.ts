@@ -372,7 +372,9 @@ export interface WritableTensor {
 export const writeSafetensors = Effect.fn("Safetensors.write")(function*(
   file: string,
   tensors: ReadonlyMap<string, WritableTensor>,
-  metadata?: Readonly<Record<string, string>>
+  metadata?: Readonly<Record<string, string>>,
+  /** F32 as given, or F16 rounded to nearest even (half the size, e.g. for shipped weights). */
+  dtype: "F32" | "F16" = "F32"
 ) {
   const invalid = (reason: string) => new ModelError({ path: file, reason, fix: "pass float32 tensors whose data length matches their shape" })
   const names = [...tensors.keys()].sort()
@@ -386,10 +388,16 @@ export const writeSafetensors = Effect.fn("Safetensors.write")(function*(
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) return yield* invalid(`tensor "${name}" has shape [${t.shape}]`)
     const n = t.shape.reduce((a, b) => a * b, 1)
     if (t.data.length !== n) return yield* invalid(`tensor "${name}" has ${t.data.length} values for shape [${t.shape}]`)
-    const entry = { dtype: "F32", shape: [...t.shape], data_offsets: [offset, offset + 4 * n] }
+    const size = dtype === "F32" ? 4 : 2
+    const entry = { dtype, shape: [...t.shape], data_offsets: [offset, offset + size * n] }
     fields.push(`${JSON.stringify(name)}:${JSON.stringify(entry)}`)
-    chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
-    offset += 4 * n
+    if (dtype === "F32") chunks.push(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength))
+    else {
+      const half = new Uint16Array(n)
+      for (let i = 0; i < n; i++) half[i] = float32ToFloat16(t.data[i]!)
+      chunks.push(new Uint8Array(half.buffer))
+    }
+    offset += size * n
   }
   const json = Buffer.from(`{${fields.join(",")}}`, "utf8")
   const header = Buffer.alloc(Math.ceil(json.length / 8) * 8, 0x20)

@@ -7,7 +7,7 @@
  */
 import { activation, type ActivationName } from "../nn/Activation.js"
 import { linear } from "../nn/Linear.js"
-import { batchMatMul } from "../nn/fastOps.js"
+import { batchMatMul, matMul } from "../nn/fastOps.js"
 import { layerNorm } from "../nn/Norm.js"
 import type { Weights } from "../nn/Weights.js"
 import { tf } from "../tensor/Tf.js"
@@ -31,7 +31,15 @@ export const embedTokens = (cfg: ClipTextConfig, w: Weights, ids: tf.Tensor, mod
   const isModifier = tf.cast(tf.greaterEqual(ids, cfg.vocabSize), "float32")
   // modifier positions look up row 0 of the table and are overwritten below
   const safeIds = tf.cast(tf.mul(ids, tf.cast(tf.less(ids, cfg.vocabSize), "int32")), "int32")
-  let h = tf.gather(table, safeIds)
+  // a trained table (pretraining) needs the lookup's gradient, which wasm lacks for gather
+  // (no UnsortedSegmentSum): a one-hot product has one, and small tables make it cheap
+  let h = w.trains("token_embedding.weight")
+    ? (() => {
+      const [B, L] = ids.shape as [number, number]
+      const hot = tf.oneHot(tf.reshape(safeIds, [B * L]), cfg.vocabSize)
+      return tf.reshape(matMul(tf.cast(hot, "float32"), table), [B, L, cfg.hiddenSize])
+    })()
+    : tf.gather(table, safeIds)
   if (modifierRows !== undefined) {
     const n = modifierRows.shape[0]!
     const [B, L] = ids.shape as [number, number]

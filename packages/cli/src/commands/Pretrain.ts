@@ -1,0 +1,110 @@
+/**
+ * `disendiff pretrain --world shapes --out DIR`: trains the built-in model from scratch, resumable.
+ * `disendiff export-builtin`: writes a pretraining checkpoint's EMA weights as the built-in model file.
+ */
+import { CheckpointFile, Checkpoints, defaultPretrainConfig, PretrainConfig, Pretraining, type PretrainEvent, Safetensors } from "@disendiff/core"
+import { Console, Effect, Layer, Option, Schema, Stream } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as fs from "node:fs/promises"
+import { backendLayer, backendNames } from "../Backends.js"
+import { ConfigFileError } from "../Errors.js"
+import { formatSeconds } from "../Progress.js"
+
+const pct = (x: number) => `${Math.round(100 * x)}%`
+
+const report = (json: boolean) => (e: PretrainEvent) =>
+  Effect.sync(() => {
+    if (json) {
+      process.stdout.write(`${JSON.stringify(e)}\n`)
+      return
+    }
+    switch (e._tag) {
+      case "Started":
+        process.stderr.write(`pretraining ${e.parameters} parameters on ${e.backend} from step ${e.startStep} to ${e.totalSteps}\n`)
+        return
+      case "Step":
+        if (e.step % 10 === 0 || e.step === e.totalSteps) {
+          process.stderr.write(
+            `step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(1)} |g| ${e.gradNorm.toFixed(2)} ` +
+              `${e.samplesPerSecond.toFixed(1)} samples/s ETA ${formatSeconds(e.etaSeconds)}\n`
+          )
+        }
+        return
+      case "Evaluated": {
+        const { oneObject: o, twoObjects: t } = e.evaluation
+        process.stderr.write(
+          `eval at ${e.step}: one object all ${pct(o.allCorrect)} (count ${pct(o.count)} shape ${pct(o.shapes)} colour ${pct(o.colours)} bg ${pct(o.background)}); ` +
+            `two objects all ${pct(t.allCorrect)} (count ${pct(t.count)} shape ${pct(t.shapes)} colour ${pct(t.colours)} bg ${pct(t.background)})\n`
+        )
+        return
+      }
+      case "CheckpointSaved":
+        return
+      case "Finished":
+        process.stderr.write(`done at step ${e.step}: ${e.path}\ndigest ${e.digest}\n`)
+    }
+  })
+
+const readConfig = (file: Option.Option<string>) =>
+  Effect.gen(function*() {
+    if (Option.isNone(file)) return defaultPretrainConfig
+    const raw = yield* Effect.tryPromise({
+      try: async () => JSON.parse(await fs.readFile(file.value, "utf8")) as Record<string, unknown>,
+      catch: (e) => new ConfigFileError({ path: file.value, reason: e instanceof SyntaxError ? `invalid JSON (${e.message})` : "cannot read the file" })
+    })
+    return yield* Schema.decodeUnknownEffect(PretrainConfig)({ ...defaultPretrainConfig, ...raw }).pipe(
+      Effect.mapError((e) => new ConfigFileError({ path: file.value, reason: e.message }))
+    )
+  })
+
+export const pretrain = Command.make(
+  "pretrain",
+  {
+    world: Flag.Literals("world", ["shapes"]).pipe(Flag.withDescription("the procedural world to learn"), Flag.withDefault("shapes" as const)),
+    out: Flag.String("out").pipe(Flag.withDescription("output folder; the checkpoint is OUT/checkpoint.msgpack")),
+    resume: Flag.String("resume").pipe(Flag.withDescription("continue from this checkpoint"), Flag.optional),
+    steps: Flag.Int("steps").pipe(Flag.withDescription("total optimizer steps (the target, also when resuming)"), Flag.optional),
+    config: Flag.String("config").pipe(Flag.withDescription("a JSON file with PretrainConfig fields"), Flag.optional),
+    backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("one JSON event per line"), Flag.withDefault(false))
+  },
+  (f) =>
+    Effect.gen(function*() {
+      const resume = Option.isSome(f.resume) ? { path: f.resume.value, snapshot: yield* CheckpointFile.load(f.resume.value) } : undefined
+      const base = resume === undefined
+        ? yield* readConfig(f.config)
+        : yield* Schema.decodeUnknownEffect(PretrainConfig)(resume.snapshot.header.config).pipe(
+          Effect.mapError((e) => new ConfigFileError({ path: resume.path, reason: `stored configuration is invalid: ${e.message}` }))
+        )
+      // when resuming, a config file may change the schedule (steps, learning rate, evaluation) of the run
+      const overrides = resume !== undefined && Option.isSome(f.config) ? yield* readConfig(f.config) : undefined
+      const config = { ...base, ...(overrides ?? {}), ...(Option.isSome(f.steps) ? { steps: f.steps.value } : {}) }
+      yield* Pretraining.pretrain({
+        config,
+        out: f.out,
+        resume,
+        onInterrupted: (step, file) => Effect.sync(() => process.stderr.write(`interrupted after step ${step}; checkpoint saved to ${file}\n`))
+      }).pipe(Stream.runForEach(report(f.json)), Effect.provide(Layer.merge(backendLayer(f.backend), Checkpoints.layer)))
+    })
+).pipe(Command.withDescription("train the built-in model from scratch on a procedural world (resumable)"))
+
+export const exportBuiltin = Command.make(
+  "export-builtin",
+  {
+    checkpoint: Flag.String("checkpoint").pipe(Flag.withDescription("a pretraining checkpoint")),
+    out: Flag.String("out").pipe(Flag.withDescription("the weights file to write (.safetensors, float16)"))
+  },
+  ({ checkpoint, out }) =>
+    Effect.gen(function*() {
+      const s = yield* CheckpointFile.load(checkpoint)
+      const config = s.header.config as PretrainConfig
+      const weights = s.ema ?? s.trainable
+      yield* Safetensors.writeSafetensors(out, weights, {
+        size: JSON.stringify(config.size),
+        step: String(s.header.step),
+        checkpoint_digest: CheckpointFile.digestOf(s),
+        pretrain_config: JSON.stringify(config)
+      }, "F16")
+      yield* Console.log(`wrote ${out}: EMA weights of step ${s.header.step}`)
+    })
+).pipe(Command.withDescription("write a pretraining checkpoint's EMA weights as a built-in model file"))

@@ -1,5 +1,5 @@
 /** `disendiff checkpoint inspect FILE`: what a checkpoint holds, and its digest. */
-import { CheckpointFile, snapshotDigest } from "@disendiff/core"
+import { CheckpointFile, CustomDiffusion, modifiersOf, snapshotDigest, type TrainConfig } from "@disendiff/core"
 import { Console, Effect } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 
@@ -61,7 +61,22 @@ const inspect = Command.make(
     })
 ).pipe(Command.withDescription("show a checkpoint's step, configuration, tensors and digest"))
 
+const exportDeltas = Command.make(
+  "export",
+  {
+    file: Argument.String("file").pipe(Argument.withDescription("a checkpoint.msgpack from `disendiff train`")),
+    out: Flag.String("out").pipe(Flag.withDescription("folder for pytorch_custom_diffusion_weights.safetensors and <token>.safetensors"))
+  },
+  ({ file, out }) =>
+    Effect.gen(function*() {
+      const s = yield* CheckpointFile.load(file)
+      const modifiers = modifiersOf((s.header.config as TrainConfig).prompt)
+      yield* CustomDiffusion.exportDeltas(out, s.trainable, modifiers)
+      yield* Console.log(`wrote Custom Diffusion deltas for ${modifiers.join(", ")} to ${out}`)
+    })
+).pipe(Command.withDescription("export trained weights in diffusers' Custom Diffusion format"))
+
 export const checkpoint = Command.make("checkpoint").pipe(
   Command.withDescription("work with checkpoint files"),
-  Command.withSubcommands([inspect])
+  Command.withSubcommands([inspect, exportDeltas])
 )

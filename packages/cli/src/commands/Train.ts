@@ -9,6 +9,10 @@ import {
   ablations,
   AttentionProbe,
   type Backbone,
+  type ModelError,
+  type OutOfMemory,
+  StableDiffusion,
+  ToyBackbone,
   backboneKinds,
   Checkpoints,
   CheckpointFile,
@@ -19,7 +23,8 @@ import {
   readImage,
   type TensorRuntime,
   TrainConfig,
-  Trainer
+  Trainer,
+  trainableSets
 } from "@disendiff/core"
 import { Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
@@ -45,7 +50,9 @@ const flags = {
   batchSize: Flag.Int("batch-size").pipe(Flag.withDescription("rows per micro-batch"), Flag.optional),
   gradientAccumulation: Flag.Int("gradient-accumulation").pipe(Flag.withDescription("micro-batches per optimizer step"), Flag.optional),
   ablation: Flag.Literals("ablation", Object.keys(ablations)).pipe(Flag.withDescription("a paper ablation; custom-diffusion turns calibration off"), Flag.optional),
-  regularization: Flag.String("regularization").pipe(Flag.withDescription("folder of regularisation images with captions"), Flag.optional)
+  regularization: Flag.String("regularization").pipe(Flag.withDescription("folder of regularisation images with captions"), Flag.optional),
+  modifierInit: Flag.Literals("modifier-init", ["rare", "class"]).pipe(Flag.withDescription("new token rows start from rare tokens (official) or from the class word"), Flag.optional),
+  trainable: Flag.Literals("trainable", trainableSets).pipe(Flag.withDescription("kv (official), qkv or attn2 (paper ablations)"), Flag.optional)
 }
 
 type Flags = { readonly [K in keyof typeof flags]: (typeof flags)[K] extends Flag.Flag<infer A> ? A : never }
@@ -75,6 +82,8 @@ const flagOverrides = (f: Flags): Record<string, unknown> => {
   set("learningRate", f.lr)
   set("batchSize", f.batchSize)
   set("gradientAccumulation", f.gradientAccumulation)
+  set("modifierInit", f.modifierInit)
+  set("trainable", f.trainable)
   if (Option.isSome(f.regularization)) o.regularization = { dir: f.regularization.value }
   if (Option.isSome(f.ablation)) o.calibration = ablations[f.ablation.value]
   return o
@@ -103,16 +112,23 @@ export const resolveConfig = Effect.fn("train.resolveConfig")(function*(f: Flags
 })
 
 /** The services a run needs, for its backbone and configuration. */
+export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>): Layer.Layer<Backbone, UsageError | ModelError | OutOfMemory, TensorRuntime> => {
+  const classWords = modifiers.map((m) => config.prompt.split(/\s+/)[config.prompt.split(/\s+/).indexOf(m) + 1] ?? "")
+  const common = { modifiers, trainable: config.trainable, modifierInit: config.modifierInit, classWords }
+  switch (config.backbone) {
+    case "fake":
+      return FakeBackbone.layer({ modifiers, trainable: config.trainable })
+    case "toy":
+      return ToyBackbone.layer(common)
+    case "sd":
+      return config.model === null
+        ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd needs --model DIR (a diffusers Stable Diffusion 1.x folder)" })))
+        : StableDiffusion.layer({ ...common, model: config.model, batchSize: config.batchSize })
+  }
+}
+
 export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>) => {
-  const backbone: Layer.Layer<Backbone, UsageError, TensorRuntime> = (() => {
-    switch (config.backbone) {
-      case "fake":
-        return FakeBackbone.layer({ modifiers, trainable: config.trainable })
-      case "sd":
-      case "toy":
-        return Layer.unwrap(Effect.fail(new UsageError({ message: `--backbone ${config.backbone} is not available in this build yet` })))
-    }
-  })()
+  const backbone = backboneLayer(config, modifiers)
   return Layer.mergeAll(
     backbone,
     AttentionProbe.layer({ queries: config.calibration.maps === "all-resolutions" ? "all" : 256 }),

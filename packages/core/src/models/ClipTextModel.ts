@@ -43,7 +43,7 @@ export const embedTokens = (cfg: ClipTextConfig, w: Weights, ids: tf.Tensor, mod
   if (modifierRows !== undefined) {
     const n = modifierRows.shape[0]!
     const [B, L] = ids.shape as [number, number]
-    const hot = tf.oneHot(tf.reshape(tf.sub(tf.cast(ids, "int32"), cfg.vocabSize), [B * L]), n) // -ve ids: zero rows
+    const hot = tf.oneHot(tf.reshape(tf.sub(tf.cast(ids, "int32"), tf.scalar(cfg.vocabSize, "int32")), [B * L]), n) // -ve ids: zero rows
     const rows = tf.reshape(tf.matMul(tf.cast(hot, "float32"), modifierRows), [B, L, cfg.hiddenSize])
     h = tf.add(tf.mul(h, tf.expandDims(tf.sub(1, isModifier), 2)), rows)
   }

@@ -8,7 +8,7 @@
 import { Context, Effect, Layer } from "effect"
 import { Backbone, type BackboneShape } from "../backbone/Backbone.js"
 import type { RgbImage } from "../image/Image.js"
-import type { AttentionHook } from "../nn/Attention.js"
+import { type AggregatedMaps, aggregate, type ProbeSelection, record } from "../attention/AttentionProbe.js"
 import { makeWeights } from "../nn/Weights.js"
 import { stream } from "../random/Rng.js"
 import { addNoise } from "../schedule/NoiseSchedule.js"
@@ -42,8 +42,16 @@ export interface SampleRequest {
   readonly sampling?: SamplingOptions | undefined
   /** Called with (step, steps) after each step of each chunk. */
   readonly onStep?: ((done: number, total: number) => Effect.Effect<void>) | undefined
-  /** Records cross-attention of the conditional rows at the given step index (0 = noisiest). */
-  readonly attention?: { readonly step: number; readonly hook: AttentionHook } | undefined
+  /**
+   * Cross-attention maps of the conditional rows at the given step indices (0 = noisiest; default
+   * all): `onMaps` gets the probe's aggregate `[images, H*W, tokens]` while it is alive (inside the
+   * step's tidy; keep what outlives it with `tf.keep`).
+   */
+  readonly attention?: {
+    readonly selection: ProbeSelection
+    readonly steps?: ReadonlyArray<number> | undefined
+    readonly onMaps: (step: number, maps: AggregatedMaps) => void
+  } | undefined
 }
 
 export interface SampleResult {
@@ -111,11 +119,18 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
       for (let i = 0; i < ts.length; i++) {
         const t = ts[i]!
         const prevT = previousTimestep(T, req.steps, t)
-        const hook = req.attention?.step === i ? req.attention.hook : undefined
+        const probe = req.attention !== undefined && (req.attention.steps === undefined || req.attention.steps.includes(i))
+          ? { ...req.attention, recording: record(req.attention.selection) }
+          : undefined
         const next = yield* runTensors("a sampling step", () =>
           tf.tidy(() => {
             const input = guided ? tf.concat([latents, latents], 0) : latents
-            const out = backbone.denoise(weights, { latents: input, timesteps: Array.from({ length: input.shape[0]! }, () => t), context, hook })
+            const out = backbone.denoise(weights, { latents: input, timesteps: Array.from({ length: input.shape[0]! }, () => t), context, hook: probe?.recording.hook })
+            if (probe !== undefined) {
+              const a = aggregate(probe.recording.calls(), probe.selection)
+              const rows = a.maps.shape[0]!
+              probe.onMaps(i, { ...a, maps: guided ? tf.slice(a.maps, [rows / 2, 0, 0], [rows / 2, -1, -1]) : a.maps })
+            }
             const modelOutput = guided
               ? (() => {
                 const [u, cnd] = tf.split(out, 2, 0)

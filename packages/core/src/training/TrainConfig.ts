@@ -63,8 +63,15 @@ export const TrainConfig = Schema.Struct({
 })
 export type TrainConfig = typeof TrainConfig.Type
 
-/** The official DisenDiff recipe (method doc b), for the given image, prompt and backbone. */
-export const defaultTrainConfig = (o: { backbone: TrainConfig["backbone"]; image: string; prompt: string }): TrainConfig => ({
+/**
+ * The official DisenDiff recipe (method doc b), for the given image, prompt and backbone. The built-in
+ * model's world has its own vocabulary (no "photo of") and reads left to right (no flips): its
+ * personalisation defaults are in the toy overrides below.
+ */
+export const defaultTrainConfig = (o: { backbone: TrainConfig["backbone"]; image: string; prompt: string }): TrainConfig =>
+  o.backbone === "toy" ? { ...officialTrainConfig(o), ...toyOverrides } : officialTrainConfig(o)
+
+const officialTrainConfig = (o: { backbone: TrainConfig["backbone"]; image: string; prompt: string }): TrainConfig => ({
   backbone: o.backbone,
   model: null,
   image: o.image,
@@ -91,3 +98,10 @@ export const effectiveLearningRate = (c: TrainConfig) =>
   c.scaleLearningRate ? c.learningRate * c.batchSize * c.gradientAccumulation : c.learningRate
 
 export const decodeTrainConfig = Schema.decodeUnknownEffect(TrainConfig)
+
+/** Personalising the built-in model (tuned on the demo: docs/demo.md). */
+const toyOverrides: Partial<TrainConfig> = {
+  template: "{}",
+  augment: { flip: false, scale: false, smallPrefixes: [], largePrefixes: [] },
+  modifierInit: "rare"
+}

@@ -1,0 +1,128 @@
+/**
+ * `disendiff attention`: per-token cross-attention maps of a prompt, as PNG heatmaps over the image and
+ * as raw numbers. Maps are the mean over the probed layers' heads (16x16 layers by default, as the
+ * method reads them). With `--image`, the image is noised to `--timestep` and denoised once; without,
+ * an image is sampled from the prompt and the maps are averaged over its sampling steps.
+ */
+import {
+  addNoise,
+  aggregate,
+  Backbone,
+  Heatmap,
+  nn,
+  prepareImage,
+  readImage,
+  record,
+  Rng,
+  runTensors,
+  Sampler,
+  tf,
+  writePng
+} from "@disendiff/core"
+import { Console, Effect, Layer, Option } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { loadModel, modelFlags } from "../Model.js"
+
+const safeName = (token: string) => token.replace(/[^A-Za-z0-9<>_-]/g, "_").replace(/[<>]/g, "")
+
+export const attention = Command.make(
+  "attention",
+  {
+    ...modelFlags,
+    prompt: Flag.String("prompt").pipe(Flag.withDescription("the prompt whose tokens' maps to draw")),
+    image: Flag.String("image").pipe(Flag.withDescription("read the maps on this image (else sample one from the prompt)"), Flag.optional),
+    timestep: Flag.Int("timestep").pipe(Flag.withDescription("noise level for --image"), Flag.withDefault(400)),
+    steps: Flag.Int("steps").pipe(Flag.withDescription("sampling steps when no --image"), Flag.withDefault(50)),
+    guidance: Flag.Finite("guidance").pipe(Flag.withDescription("guidance when no --image"), Flag.withDefault(6)),
+    seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the noise"), Flag.withDefault(42)),
+    queries: Flag.String("layers").pipe(Flag.withDescription("'16x16' (the method's layers) or 'all' (every resolution, resized)"), Flag.withDefault("16x16")),
+    out: Flag.String("out").pipe(Flag.withDescription("output folder"))
+  },
+  (f) =>
+    Effect.gen(function*() {
+      const model = yield* loadModel(f, [f.prompt])
+      const selection = { queries: f.queries === "all" ? ("all" as const) : 256 }
+      const result = yield* Effect.gen(function*() {
+        const backbone = yield* Backbone
+        const sampler = yield* Sampler
+        const trained = yield* model.trained(backbone)
+        const weights = nn.makeWeights(backbone.parameters.frozen, trained ?? backbone.parameters.trainable)
+        const encoded = backbone.tokenizer.encode(f.prompt)
+        const { height: H, width: W } = backbone.info.imageSize
+        if (Option.isSome(f.image)) {
+          const image = prepareImage(yield* readImage(f.image.value), H)
+          let meta = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
+          const maps = yield* runTensors("reading attention", () =>
+            tf.tidy(() => {
+              const pixels = tf.tensor(image.data.map((v: number) => v * 2 - 1), [1, H, W, 3])
+              const z0 = backbone.encodeImage(pixels)
+              const noise = tf.tensor(Rng.stream(f.seed, 0, "noise").normals(z0.size), z0.shape)
+              const zt = addNoise(backbone.schedule, z0, noise, [f.timestep])
+              const rec = record(selection)
+              const context = backbone.encodeText(weights, tf.tensor2d([[...encoded.ids]], [1, encoded.ids.length], "int32"))
+              backbone.denoise(weights, { latents: zt, timesteps: [f.timestep], context, hook: rec.hook })
+              const a = aggregate(rec.calls(), selection)
+              meta = { height: a.height, width: a.width, layers: a.layers }
+              return a.maps
+            }))
+          const data = (yield* Effect.promise(() => maps.data())) as Float32Array
+          maps.dispose()
+          return { image, data, ...meta }
+        }
+        // sample, averaging the conditional rows' maps over every step
+        let sum: tf.Tensor | undefined
+        let grid = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
+        let count = 0
+        const r = yield* sampler.sample({
+          prompts: [f.prompt],
+          seeds: [f.seed],
+          steps: f.steps,
+          guidance: f.guidance,
+          eta: 0,
+          trained,
+          attention: {
+            selection,
+            onMaps: (_, a) => {
+              const next = tf.keep(sum === undefined ? tf.clone(a.maps) : tf.add(sum, a.maps))
+              sum?.dispose()
+              sum = next
+              grid = { height: a.height, width: a.width, layers: a.layers }
+              count++
+            }
+          }
+        })
+        const mean = tf.div(sum!, count)
+        const data = (yield* Effect.promise(() => mean.data())) as Float32Array
+        tf.dispose([mean, sum!])
+        return { image: r.images[0]!, data, ...grid }
+      }).pipe(Effect.provide(Sampler.layer.pipe(Layer.provideMerge(model.layer))))
+
+      // one heatmap per token before the padding, and the raw maps
+      const backboneTokens = yield* Effect.gen(function*() {
+        const b = yield* Backbone
+        return b.tokenizer.encode(f.prompt)
+      }).pipe(Effect.provide(model.layer))
+      const T = backboneTokens.ids.length
+      const N = result.height * result.width
+      yield* Effect.promise(() => fs.mkdir(f.out, { recursive: true }))
+      yield* writePng(path.join(f.out, "image.png"), result.image)
+      const heatmaps = []
+      const maps: Record<string, Array<number>> = {}
+      for (let p = 0; p < backboneTokens.length; p++) {
+        const map = Array.from({ length: N }, (_, n) => result.data[n * T + p]!)
+        const token = backboneTokens.tokens[p]!
+        maps[`${p}:${token}`] = map
+        const img = Heatmap.heatmap(map, result.height, result.width, result.image)
+        heatmaps.push(img)
+        yield* writePng(path.join(f.out, `${String(p).padStart(2, "0")}-${safeName(token)}.png`), img)
+      }
+      const scale = Math.max(1, Math.floor(128 / result.image.width))
+      yield* writePng(path.join(f.out, "attention.png"), Heatmap.enlarge(Heatmap.row([result.image, ...heatmaps]), scale))
+      yield* Effect.promise(() =>
+        fs.writeFile(path.join(f.out, "maps.json"), JSON.stringify({ prompt: f.prompt, height: result.height, width: result.width, layers: result.layers, maps }))
+      )
+      yield* Console.log(`wrote ${backboneTokens.length} token maps to ${f.out}`)
+    })
+).pipe(Command.withDescription("draw per-token cross-attention maps as heatmaps and raw data"))

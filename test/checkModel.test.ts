@@ -38,6 +38,6 @@ describe("check-model", () => {
     const r = await disendiff(["check-model", "--fixtures", dir, "--backend", "wasm"])
     expect(r.code).toBe(1)
     expect(r.stdout).toMatch(/A\/unet\s+out\s+1\.00e-2\s+\S+\s+FAIL/)
-    expect(r.stdout).toContain("124 pass, 1 fail")
+    expect(r.stdout).toMatch(/\d+ pass, 1 fail/)
   }, 200_000)
 })

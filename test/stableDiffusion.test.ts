@@ -101,4 +101,22 @@ describe("Stable Diffusion backbone", () => {
     expect(n.code).toBe(1)
     expect(n.stderr).toContain(path.join(noUnet, "unet"))
   })
+
+  it("refuses full SD 1.5 on wasm before loading anything, suggesting another backend", async () => {
+    const big = await makeSdFolder(path.join(dir, "sd15"))
+    const write = (part: string, file: string, json: object) => fs.writeFile(path.join(big, part, file), JSON.stringify(json))
+    await write("unet", "config.json", {
+      _class_name: "UNet2DConditionModel", sample_size: 64, in_channels: 4, out_channels: 4, cross_attention_dim: 768,
+      block_out_channels: [320, 640, 1280, 1280], layers_per_block: 2, attention_head_dim: 8,
+      down_block_types: ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+      up_block_types: ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+    })
+    await write("vae", "config.json", { _class_name: "AutoencoderKL", block_out_channels: [128, 256, 512, 512], layers_per_block: 2, latent_channels: 4, sample_size: 512,
+      down_block_types: Array(4).fill("DownEncoderBlock2D"), up_block_types: Array(4).fill("UpDecoderBlock2D") })
+    await write("text_encoder", "config.json", { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, vocab_size: 49408, eos_token_id: 2 })
+    const r = await disendiff(["train", ...sd, big, "--image", image, "--prompt", prompt, "--steps", "1", "--out", path.join(dir, "big")])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain("over the 3.50 GiB limit")
+    expect(r.stderr).toMatch(/--backend node, node-gpu or webgpu/)
+  })
 })

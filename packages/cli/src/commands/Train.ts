@@ -51,6 +51,8 @@ const flags = {
   gradientAccumulation: Flag.Int("gradient-accumulation").pipe(Flag.withDescription("micro-batches per optimizer step"), Flag.optional),
   ablation: Flag.Literals("ablation", Object.keys(ablations)).pipe(Flag.withDescription("a paper ablation; custom-diffusion turns calibration off"), Flag.optional),
   regularization: Flag.String("regularization").pipe(Flag.withDescription("folder of regularisation images with captions"), Flag.optional),
+  generateRegularization: Flag.Int("generate-regularization").pipe(Flag.withDescription("generate this many regularisation images with the base model"), Flag.optional),
+  classPrompt: Flag.String("class-prompt").pipe(Flag.withDescription('prompt for generated regularisation images, e.g. "a cat and a dog"'), Flag.optional),
   modifierInit: Flag.Literals("modifier-init", ["rare", "class"]).pipe(Flag.withDescription("new token rows start from rare tokens (official) or from the class word"), Flag.optional),
   trainable: Flag.Literals("trainable", trainableSets).pipe(Flag.withDescription("kv (official), qkv or attn2 (paper ablations)"), Flag.optional)
 }
@@ -84,7 +86,11 @@ const flagOverrides = (f: Flags): Record<string, unknown> => {
   set("gradientAccumulation", f.gradientAccumulation)
   set("modifierInit", f.modifierInit)
   set("trainable", f.trainable)
-  if (Option.isSome(f.regularization)) o.regularization = { dir: f.regularization.value }
+  const reg: Record<string, unknown> = {}
+  if (Option.isSome(f.regularization)) reg.dir = f.regularization.value
+  if (Option.isSome(f.generateRegularization)) reg.generate = f.generateRegularization.value
+  if (Option.isSome(f.classPrompt)) reg.prompt = f.classPrompt.value
+  if (Object.keys(reg).length > 0) o.regularization = reg
   if (Option.isSome(f.ablation)) o.calibration = ablations[f.ablation.value]
   return o
 }

@@ -12,6 +12,7 @@ import * as Vae from "../models/AutoencoderKl.js"
 import { clipTextForward } from "../models/ClipTextModel.js"
 import { clipTextConfig, unetConfig, vaeConfig } from "../models/Configs.js"
 import { canonicalName, toTensor } from "../models/Convert.js"
+import { clipParameterShapes, parameterCount, unetParameterShapes, vaeParameterShapes } from "../models/Shapes.js"
 import { crossAttentionLayers, unetForward } from "../models/Unet2dConditionModel.js"
 import { makeWeights } from "../nn/Weights.js"
 import { makeNoiseSchedule } from "../schedule/NoiseSchedule.js"
@@ -91,15 +92,19 @@ export const make = (o: StableDiffusionOptions) =>
     if (resolution % (factor * 2 ** (ucfg.blockOutChannels.length - 1)) !== 0) {
       return yield* new ModelError({ path: o.model, reason: `resolution ${resolution} is not a multiple of the model's total downsampling`, fix: `use a multiple of ${factor * 2 ** (ucfg.blockOutChannels.length - 1)} pixels` })
     }
-    // preflight: refuse what would not fit before loading a byte of weights
-    const weightBytes = yield* Effect.forEach([folder.unet.weights, folder.vae.weights, folder.textEncoder.weights], (f) =>
-      Effect.map(readSafetensorsHeader(f), (h) => h.entries.reduce((a, e) => a + 4 * e.shape.reduce((x, y) => x * y, 1), 0)))
-    const need = estimateTrainingBytes(ucfg, resolution / factor, o.batchSize ?? 2, tcfg.maxPositions) + weightBytes.reduce((a, b) => a + b, 0)
+    // preflight: refuse what would not fit before loading a byte of weights (counts from the configs)
+    const tc = folder.textEncoder.config
+    const weightBytes = 4 * (
+      parameterCount(unetParameterShapes(ucfg, tcfg.hiddenSize)) +
+      parameterCount(vaeParameterShapes(vcfg)) +
+      parameterCount(clipParameterShapes({ vocabSize: tc.vocab_size, hiddenSize: tc.hidden_size, intermediateSize: tc.intermediate_size, layers: tc.num_hidden_layers, maxPositions: tc.max_position_embeddings }))
+    )
+    const need = estimateTrainingBytes(ucfg, resolution / factor, o.batchSize ?? 2, tcfg.maxPositions) + weightBytes
     const mem = runtime.memory()
     if (mem.liveBytes + need > mem.limitBytes) {
       return yield* new OutOfMemory({
         backend: runtime.backend,
-        what: `${o.model} at ${resolution}px, batch ${o.batchSize ?? 2} (float32 weights ${(weightBytes.reduce((a, b) => a + b, 0) / 2 ** 30).toFixed(2)} GiB)`,
+        what: `${o.model} at ${resolution}px, batch ${o.batchSize ?? 2} (float32 weights ${(weightBytes / 2 ** 30).toFixed(2)} GiB)`,
         requestedBytes: need,
         liveBytes: mem.liveBytes,
         limitBytes: mem.limitBytes,

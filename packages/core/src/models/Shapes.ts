@@ -128,3 +128,45 @@ export const clipParameterShapes = (cfg: ClipShapeConfig): Array<ParameterShape>
 
 export const parameterCount = (shapes: ReadonlyArray<ParameterShape>) =>
   shapes.reduce((a, p) => a + p.shape.reduce((x, y) => x * y, 1), 0)
+
+export interface VaeShapeConfig {
+  readonly blockOutChannels: ReadonlyArray<number>
+  readonly layersPerBlock: number
+  readonly latentChannels: number
+}
+
+/** AutoencoderKL's parameters (diffusers names, our layouts). */
+export const vaeParameterShapes = (cfg: VaeShapeConfig, imageChannels = 3): Array<ParameterShape> => {
+  const ch = cfg.blockOutChannels
+  const last = ch[ch.length - 1]!
+  const plainResnet = (name: string, cin: number, cout: number) =>
+    resnet(name, cin, cout, 0).filter((p) => !p.name.includes("time_emb_proj"))
+  const mid = (prefix: string) => [
+    ...plainResnet(`${prefix}.mid_block.resnets.0`, last, last),
+    ...norm(`${prefix}.mid_block.attentions.0.group_norm`, last),
+    ...attention(`${prefix}.mid_block.attentions.0`, last, last, true),
+    ...plainResnet(`${prefix}.mid_block.resnets.1`, last, last)
+  ]
+  const out: Array<ParameterShape> = [...conv("encoder.conv_in", 3, imageChannels, ch[0]!)]
+  let cur = ch[0]!
+  ch.forEach((c, i) => {
+    for (let j = 0; j < cfg.layersPerBlock; j++) {
+      out.push(...plainResnet(`encoder.down_blocks.${i}.resnets.${j}`, cur, c))
+      cur = c
+    }
+    if (i < ch.length - 1) out.push(...conv(`encoder.down_blocks.${i}.downsamplers.0.conv`, 3, c, c))
+  })
+  out.push(...mid("encoder"), ...norm("encoder.conv_norm_out", last), ...conv("encoder.conv_out", 3, last, 2 * cfg.latentChannels))
+  out.push(...conv("quant_conv", 1, 2 * cfg.latentChannels, 2 * cfg.latentChannels), ...conv("post_quant_conv", 1, cfg.latentChannels, cfg.latentChannels))
+  out.push(...conv("decoder.conv_in", 3, cfg.latentChannels, last), ...mid("decoder"))
+  cur = last
+  ;[...ch].reverse().forEach((c, i) => {
+    for (let j = 0; j <= cfg.layersPerBlock; j++) {
+      out.push(...plainResnet(`decoder.up_blocks.${i}.resnets.${j}`, cur, c))
+      cur = c
+    }
+    if (i < ch.length - 1) out.push(...conv(`decoder.up_blocks.${i}.upsamplers.0.conv`, 3, c, c))
+  })
+  out.push(...norm("decoder.conv_norm_out", ch[0]!), ...conv("decoder.conv_out", 3, ch[0]!, imageChannels))
+  return out
+}

@@ -5,7 +5,10 @@
  * Shared by `disendiff check-model` and the test suite.
  */
 import { Effect, Schema } from "effect"
+import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { makeClipTokenizer } from "../tokenizer/ClipTokenizer.js"
+import { readOpenAiVocabulary } from "../tokenizer/ClipVocabulary.js"
 import { ModelError } from "../backbone/Backbone.js"
 import { type DiffusersFolder, noiseScheduleConfig, readDiffusersFolder, SchedulerConfig } from "../io/DiffusersFolder.js"
 import { readSafetensors, type StoredTensor } from "../io/Safetensors.js"
@@ -319,7 +322,44 @@ export const checkFixtures = Effect.fn("FixtureCheck.run")(function*(dir: string
     )
     yield* emit(schedulerRows(manifest.scheduler_tables, io, makeNoiseSchedule(noiseScheduleConfig(config))))
   }
+  if (manifest.tokenizer !== undefined) yield* emit(yield* tokenizerRows(dir, manifest.tokenizer.file, manifest.tokenizer.vocab_file))
   return { manifest, rows }
 })
+
+/**
+ * The tokenizer oracle: every case's `hf_slow_input_ids_77` (what diffusers' SD pipelines feed the
+ * text encoder), one row per category; the error is the number of ids that differ.
+ */
+const tokenizerRows = (dir: string, file: string, vocabFile: string) =>
+  Effect.gen(function*() {
+    const casesFile = path.join(dir, file)
+    const text = yield* Effect.tryPromise({
+      try: () => fs.readFile(casesFile, "utf8"),
+      catch: () => new ModelError({ path: casesFile, reason: "missing or unreadable", fix: "restore the fixture folder" })
+    })
+    const oracle = JSON.parse(text) as {
+      max_length: number
+      cases: Array<{ id: number; category: string; text: string; hf_slow_input_ids_77: Array<number> }>
+    }
+    // the manifest names the vocabulary relative to itself
+    const vocabulary = yield* readOpenAiVocabulary(path.resolve(dir, vocabFile))
+    const tokenizer = makeClipTokenizer({ vocabulary, modifiers: [], maxLength: oracle.max_length })
+    const byCategory = new Map<string, { n: number; wrong: number; first?: number }>()
+    for (const c of oracle.cases) {
+      const ids = tokenizer.encode(c.text).ids
+      const wrong = c.hf_slow_input_ids_77.filter((id, i) => ids[i] !== id).length
+      const e = byCategory.get(c.category) ?? { n: 0, wrong: 0 }
+      byCategory.set(c.category, { n: e.n + 1, wrong: e.wrong + wrong, ...(e.first === undefined && wrong > 0 ? { first: c.id } : e.first === undefined ? {} : { first: e.first }) })
+    }
+    return [...byCategory].map(([category, e]): CheckRow => ({
+      config: "tokenizer",
+      fixture: path.basename(file),
+      tensor: `hf_slow_input_ids_77: ${category} (${e.n} cases)`,
+      maxAbsError: e.wrong,
+      allowed: 0,
+      pass: e.wrong === 0,
+      note: e.first === undefined ? undefined : `case ${e.first} differs`
+    }))
+  })
 
 export { ModelError }

@@ -28,7 +28,7 @@ import type { PromptError } from "../tokenizer/Tokenizer.js"
 import { checkPrompt, conceptTokens } from "./Prompt.js"
 import { type Item, makeRow, prepareImage } from "./Data.js"
 import { effectiveLearningRate, type TrainConfig } from "./TrainConfig.js"
-import { readRegularizationFolder } from "./Regularization.js"
+import { regularizationItems } from "./Regularization.js"
 
 export type TrainEvent =
   | {
@@ -141,9 +141,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const latentFactor = size / backbone.info.latentShape.height
   const image = yield* readImage(config.image)
   const target: Item = { image: prepareImage(image, size), caption, isTarget: true }
-  const regularization = config.regularization.dir === null
-    ? []
-    : (yield* readRegularizationFolder(config.regularization.dir)).map((r) => ({ ...r, image: prepareImage(r.image, size) }))
+  const regularization = (yield* regularizationItems(config, options.out, backbone)).map((r) => ({ ...r, image: prepareImage(r.image, size) }))
 
   // ---- state ----
   const names = [...backbone.parameters.trainable.keys()]

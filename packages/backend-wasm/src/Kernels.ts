@@ -52,9 +52,16 @@ export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, per
     strides[i] = s
     s *= shape[i]!
   }
-  const outShape = perm.map((p) => shape[p]!)
-  const inStride = perm.map((p) => strides[p]!)
+  stridedCopy(src, dst, perm.map((p) => shape[p]!), perm.map((p) => strides[p]!), 0)
+}
+
+/**
+ * dst (dense, row-major over `outShape`) from src at `base + sum_i index_i * inStride_i`; strides may be
+ * negative (a reversed axis).
+ */
+const stridedCopy = (src: Heap, dst: Heap, outShape: ReadonlyArray<number>, inStride: ReadonlyArray<number>, base0: number): void => {
   const r = outShape.length
+  const n = outShape.reduce((a, b) => a * b, 1)
   if (r === 2) {
     // blocked 2-D transpose: both sides stay in cache
     const [R, C] = outShape as [number, number]
@@ -66,7 +73,7 @@ export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, per
         const jEnd = Math.min(j0 + T, C)
         for (let i = i0; i < iEnd; i++) {
           let o = i * C + j0
-          let s = i * s0 + j0 * s1
+          let s = base0 + i * s0 + j0 * s1
           for (let j = j0; j < jEnd; j++, s += s1) dst[o++] = src[s]!
         }
       }
@@ -82,7 +89,7 @@ export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, per
     for (let a = 0; a < A; a++) {
       for (let b = 0; b < B; b++) {
         for (let c = 0; c < C; c++) {
-          let s = a * sa + b * sb + c * sc
+          let s = base0 + a * sa + b * sb + c * sc
           for (let d = 0; d < D; d++, s += sd) dst[o++] = src[s]!
         }
       }
@@ -93,7 +100,7 @@ export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, per
   const inner = outShape[r - 1]!
   const innerStride = inStride[r - 1]!
   const idx = new Array<number>(r - 1).fill(0)
-  let base = 0
+  let base = base0
   for (let o = 0; o < n;) {
     for (let j = 0, s = base; j < inner; j++, s += innerStride) dst[o++] = src[s]!
     for (let k = r - 2; k >= 0; k--) {
@@ -104,6 +111,22 @@ export const permute = (src: Heap, dst: Heap, shape0: ReadonlyArray<number>, per
       idx[k] = 0
     }
   }
+}
+
+/** dst = src with the given axes reversed. */
+export const reverse = (src: Heap, dst: Heap, shape: ReadonlyArray<number>, axes: ReadonlyArray<number>): void => {
+  const strides = new Array<number>(shape.length)
+  for (let i = shape.length - 1, s = 1; i >= 0; i--) {
+    strides[i] = s
+    s *= shape[i]!
+  }
+  let base = 0
+  const inStride = strides.map((st, i) => {
+    if (!axes.includes(i)) return st
+    base += (shape[i]! - 1) * st
+    return -st
+  })
+  stridedCopy(src, dst, shape, inStride, base)
 }
 
 /** Sums over `axes`: `out[kept index] += src[index]`, one pass over the input. */
@@ -176,6 +199,17 @@ export const installFastKernels = (): void => {
     const out = backend.makeOutput(perm.map((p) => x.shape[p]!), x.dtype)
     // views after the allocation: growing the heap replaces its buffer
     permute(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(out), x.shape, perm)
+    return out
+  })
+
+  replace("Reverse", (original) => (args) => {
+    const x = args.inputs.x as TensorInfo
+    if (x.dtype === "string" || x.dtype === "complex64") return original.kernelFunc(args)
+    const dims = (args.attrs as { dims: number | Array<number> }).dims
+    const axes = (Array.isArray(dims) ? dims : [dims]).map((a) => (a < 0 ? a + x.shape.length : a))
+    const backend = args.backend as unknown as Backend
+    const out = backend.makeOutput([...x.shape], x.dtype)
+    reverse(backend.typedArrayFromHeap(x), backend.typedArrayFromHeap(out), x.shape, axes)
     return out
   })
 

@@ -3,6 +3,7 @@ import { Command } from "effect/cli"
 import { checkModel } from "./commands/CheckModel.js"
 import { checkpoint } from "./commands/Checkpoint.js"
 import { attention } from "./commands/Attention.js"
+import { bench } from "./commands/Bench.js"
 import { exportBuiltin, pretrain } from "./commands/Pretrain.js"
 import { sample } from "./commands/Sample.js"
 import { train } from "./commands/Train.js"
@@ -11,7 +12,7 @@ export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([train, sample, attention, checkpoint, checkModel, pretrain, exportBuiltin])
+  Command.withSubcommands([train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin])
 )
 
 export const run = Command.run(disendiff, { version })

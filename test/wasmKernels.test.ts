@@ -1,0 +1,75 @@
+/**
+ * The wasm kernel overrides (packages/backend-wasm: BatchMatMul, Identity, Transpose, Reverse, Sum,
+ * Mean) against the cpu backend's independent kernels, over shapes, permutations and axes.
+ */
+import { WasmBackend } from "@disendiff/backend-wasm"
+import { CpuBackend, type TensorRuntime, tf } from "@disendiff/core"
+import { Effect, Layer } from "effect"
+import { describe, expect, it } from "vitest"
+
+const use = (layer: Layer.Layer<TensorRuntime>) => Effect.runPromise(Effect.scoped(Layer.build(layer)))
+
+const data = (n: number, seed: number) => {
+  let s = seed
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 2 ** 31 - 1
+  })
+}
+
+/** Runs `f` on both backends with the same inputs; returns both outputs' values and shapes. */
+const both = async (shapes: Array<Array<number>>, f: (...xs: Array<tf.Tensor>) => tf.Tensor) => {
+  const run = async (layer: Layer.Layer<TensorRuntime>) => {
+    await use(layer)
+    const xs = shapes.map((s, i) => tf.tensor(data(s.reduce((a, b) => a * b, 1), 7 + i), s))
+    const y = f(...xs)
+    const out = { shape: y.shape, values: Array.from(await y.data()) }
+    tf.dispose([...xs, y])
+    return out
+  }
+  return { cpu: await run(CpuBackend.layer), wasm: await run(WasmBackend.layer) }
+}
+
+const close = (r: Awaited<ReturnType<typeof both>>, tol = 1e-5) => {
+  expect(r.wasm.shape).toEqual(r.cpu.shape)
+  const scale = Math.max(1, ...r.cpu.values.map(Math.abs))
+  r.cpu.values.forEach((v, i) => expect(Math.abs(r.wasm.values[i]! - v)).toBeLessThanOrEqual(tol * scale))
+}
+
+describe("wasm kernel overrides match the cpu backend", () => {
+  it("Transpose for ranks 2-6 and assorted permutations", async () => {
+    const cases: Array<[Array<number>, Array<number>]> = [
+      [[7, 5], [1, 0]],
+      [[3, 4, 5], [2, 0, 1]],
+      [[2, 3, 4, 5], [0, 2, 1, 3]],
+      [[2, 3, 4, 5], [3, 2, 1, 0]],
+      [[2, 1, 4, 5], [1, 3, 0, 2]],
+      [[2, 3, 2, 3, 2], [4, 0, 3, 1, 2]],
+      [[2, 2, 3, 2, 2, 3], [5, 4, 3, 2, 1, 0]]
+    ]
+    for (const [shape, perm] of cases) {
+      const r = await both([shape], (x) => tf.transpose(x, perm))
+      expect(r.wasm).toEqual(r.cpu)
+    }
+  })
+
+  it("Reverse over any axes, Sum and Mean over any axes", async () => {
+    for (const axes of [[0], [1], [0, 1], [2, 3], [0, 3]]) close(await both([[3, 3, 4, 5]], (x) => tf.reverse(x, axes)), 0)
+    for (const axes of [[0], [1], [0, 2], [1, 3], [0, 1, 2], [3], null]) {
+      close(await both([[2, 3, 4, 5]], (x) => tf.sum(x, axes)))
+      close(await both([[2, 3, 4, 5]], (x) => tf.mean(x, axes, true)))
+    }
+  })
+
+  it("batched and broadcast matMuls, and a clone that shares its data safely", async () => {
+    close(await both([[6, 5, 7], [6, 7, 3]], (a, b) => tf.matMul(a, b)))
+    close(await both([[6, 5, 7], [1, 7, 3]], (a, b) => tf.matMul(a, b)))
+    close(await both([[2, 3, 5, 7], [2, 3, 7, 4]], (a, b) => tf.matMul(a, b)))
+    close(await both([[6, 7, 5], [6, 7, 3]], (a, b) => tf.matMul(a, b, true, false)))
+    close(await both([[4, 5]], (x) => {
+      const c = tf.clone(x)
+      x.dispose() // the clone keeps the shared data alive
+      return tf.add(c, 1)
+    }))
+  })
+})

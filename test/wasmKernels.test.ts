@@ -55,7 +55,7 @@ describe("wasm kernel overrides match the cpu backend", () => {
 
   it("Reverse over any axes, Sum and Mean over any axes", async () => {
     for (const axes of [[0], [1], [0, 1], [2, 3], [0, 3]]) close(await both([[3, 3, 4, 5]], (x) => tf.reverse(x, axes)), 0)
-    for (const axes of [[0], [1], [0, 2], [1, 3], [0, 1, 2], [3], null]) {
+    for (const axes of [[0], [1], [0, 2], [1, 3], [0, 1, 2], [3], undefined]) {
       close(await both([[2, 3, 4, 5]], (x) => tf.sum(x, axes)))
       close(await both([[2, 3, 4, 5]], (x) => tf.mean(x, axes, true)))
     }

@@ -35,7 +35,7 @@ import { jsonReporter, textReporter } from "../Progress.js"
 
 const flags = {
   backbone: Flag.Literals("backbone", backboneKinds).pipe(Flag.withDescription("which model to personalise: toy (built-in), sd (a diffusers folder) or fake (tests)"), Flag.optional),
-  model: Flag.String("model").pipe(Flag.withDescription("Stable Diffusion 1.x diffusers folder (--backbone sd)"), Flag.optional),
+  model: Flag.String("model").pipe(Flag.withDescription("a diffusers SD 1.x folder (--backbone sd), or a built-in-model weights file (--backbone toy)"), Flag.optional),
   image: Flag.String("image").pipe(Flag.withDescription("the training image holding the concepts (PNG or JPEG)"), Flag.optional),
   prompt: Flag.String("prompt").pipe(Flag.withDescription('caption with a modifier before each class word, e.g. "<v1> cat and <v2> dog"'), Flag.optional),
   steps: Flag.Int("steps").pipe(Flag.withDescription("total optimizer steps (the target, also when resuming)"), Flag.optional),
@@ -125,7 +125,8 @@ export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
     case "fake":
       return FakeBackbone.layer({ modifiers, trainable: config.trainable })
     case "toy":
-      return ToyBackbone.layer(common)
+      // --model, if given, is a built-in-model weights file (default: the committed one)
+      return ToyBackbone.layer({ ...common, weights: config.model ?? undefined })
     case "sd":
       return config.model === null
         ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd needs --model DIR (a diffusers Stable Diffusion 1.x folder)" })))

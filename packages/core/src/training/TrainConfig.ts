@@ -34,7 +34,7 @@ export type RegularizationConfig = typeof RegularizationConfig.Type
 
 export const TrainConfig = Schema.Struct({
   backbone: Schema.Literals(backboneKinds),
-  /** Diffusers model folder (SD backbone). */
+  /** The diffusers folder (SD backbone), or a weights file for the built-in model (default: the committed one). */
   model: Schema.NullOr(Schema.String),
   image: Schema.String,
   /** SHA-256 of the image file's bytes, filled in by the trainer. */

@@ -24,8 +24,11 @@ describe("check-model", () => {
   }
 
   it("fails, naming the tensor, when a reference output disagrees", async () => {
-    const dir = await tempDir()
+    // same layout as ../shared, so that the manifest's ../../data/ vocabulary resolves
+    const top = await tempDir()
+    const dir = path.join(top, "fixtures", "sd-tiny")
     await fs.cp(fixtures, dir, { recursive: true })
+    await fs.symlink(path.resolve(fixtures, "../../data"), path.join(top, "data"))
     await fs.chmod(path.join(dir, "A"), 0o755)
     const file = path.join(dir, "A", "unet_io.safetensors")
     await fs.chmod(file, 0o644)

@@ -119,4 +119,16 @@ describe("Stable Diffusion backbone", () => {
     expect(r.stderr).toContain("over the 3.50 GiB limit")
     expect(r.stderr).toMatch(/--backend node, node-gpu or webgpu/)
   })
+
+  it("inpaints from the command line with an image and a mask (exactness is tested with the exact autoencoder)", async () => {
+    const maskFile = path.join(dir, "mask.png")
+    const w = 32
+    // generate the right half
+    await fs.writeFile(maskFile, encodePng({ width: w, height: w, data: new Float32Array(w * w * 3).map((_, i) => (Math.floor(i / 3) % w >= 16 ? 1 : 0)) }))
+    const out = path.join(dir, "inpaint")
+    const r = await disendiff(["sample", ...sd, model, "--prompt", "a photo of a dog", "--n", "1", "--steps", "4", "--inpaint", image, "--mask", maskFile, "--out", out])
+    expect(r.code, r.stderr).toBe(0)
+    const png = PNG.sync.read(await fs.readFile(path.join(out, (await fs.readdir(out)).find((f) => f.endsWith(".png"))!)))
+    expect([png.width, png.height]).toEqual([32, 32])
+  })
 })

@@ -49,3 +49,21 @@ describe("parameter shapes from configs", () => {
     expect(estimateTrainingBytes(sd15, 64, 1) + 4 * 859520964).toBeGreaterThan(4 * 2 ** 30)
   })
 })
+
+describe("non-square latents", () => {
+  it("the fixture UNet runs on 16x24 and 10x14 latents (odd sizes upsample to their skip's size)", async () => {
+    const { CpuBackend, tf, nn } = await import("../src/index.js")
+    const { unetForward } = await import("../src/models/Unet2dConditionModel.js")
+    const { toTensor } = await import("../src/models/Convert.js")
+    await Effect.runPromise(Effect.scoped((await import("effect")).Layer.build(CpuBackend.layer)))
+    const folder = await Effect.runPromise(readDiffusersFolder(fixture))
+    const stored = await Effect.runPromise(readSafetensors(folder.unet.weights))
+    const weights = new Map([...stored].map(([k, t]) => [k, toTensor(k, { shape: t.shape, data: Float32Array.from(t.data) })]))
+    const cfg = unetConfig(folder.unet.config)
+    for (const [h, w] of [[16, 24], [10, 14]] as const) {
+      const out = unetForward(cfg, nn.makeWeights(weights), { latents: tf.ones([1, h, w, 4]), timesteps: [10], context: tf.ones([1, 77, 32]) })
+      expect(out.shape).toEqual([1, h, w, 4])
+      expect(Number.isFinite(tf.sum(out).dataSync()[0]!)).toBe(true)
+    }
+  })
+})

@@ -1,9 +1,10 @@
 /** `disendiff sample`: images from prompts with the base or a personalised model, seeded, as PNGs. */
-import { Backbone, Sampler, writePng } from "@disendiff/core"
-import { Console, Effect, Layer } from "effect"
+import { Backbone, prepareImage, readImage, Sampler, writePng } from "@disendiff/core"
+import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { UsageError } from "../Errors.js"
 import { loadModel, modelFlags } from "../Model.js"
 
 export const sample = Command.make(
@@ -17,6 +18,8 @@ export const sample = Command.make(
     seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the first image; image i uses seed + i"), Flag.withDefault(42)),
     n: Flag.Int("n").pipe(Flag.withDescription("images per prompt"), Flag.withDefault(4)),
     negative: Flag.String("negative").pipe(Flag.withDescription("negative prompt"), Flag.withDefault("")),
+    inpaint: Flag.String("inpaint").pipe(Flag.withDescription("inpaint this image: keep it outside --mask, generate inside"), Flag.optional),
+    mask: Flag.String("mask").pipe(Flag.withDescription("inpainting mask image: white = generate, black = keep"), Flag.optional),
     out: Flag.String("out").pipe(Flag.withDescription("output folder for the PNGs"))
   },
   (f) =>
@@ -28,7 +31,20 @@ export const sample = Command.make(
         const backbone = yield* Backbone
         const sampler = yield* Sampler
         const trained = yield* model.trained(backbone)
+        const { height: H, width: W } = backbone.info.imageSize
+        const source = f.inpaint
+        const maskFile = f.mask
+        const inpaint = Option.isSome(source)
+          ? yield* Effect.gen(function*() {
+            if (Option.isNone(maskFile)) return yield* new UsageError({ message: "--inpaint needs --mask (white where new content goes)" })
+            const image = prepareImage(yield* readImage(source.value), H)
+            const m = prepareImage(yield* readImage(maskFile.value), H)
+            const mask = new Float32Array(H * W).map((_, i) => (m.data[3 * i]! + m.data[3 * i + 1]! + m.data[3 * i + 2]! > 1.5 ? 1 : 0))
+            return { image, mask }
+          })
+          : undefined
         return yield* sampler.sample({
+          inpaint,
           prompts,
           seeds,
           steps: f.steps,

@@ -6,6 +6,7 @@
 import { geluErf, silu } from "../nn/Activation.js"
 import { attention, type AttentionHook } from "../nn/Attention.js"
 import { conv2d } from "../nn/Conv2d.js"
+import * as ops from "../nn/fastOps.js"
 import { upsampleNearest2x } from "../nn/fastOps.js"
 import { linear } from "../nn/Linear.js"
 import { groupNorm, layerNorm } from "../nn/Norm.js"
@@ -45,11 +46,17 @@ export interface TransformerOptions {
   readonly detachFirstToken?: boolean | undefined
 }
 
-/** GEGLU feed-forward: proj to 2 x 4C, `hidden * gelu(gate)`, back to C. */
+/**
+ * GEGLU feed-forward: proj to 2 x 4C, `hidden * gelu(gate)`, back to C. The projection runs as two
+ * products with the halves of its weight, which is cheaper than splitting the activation.
+ */
 const feedForward = (w: Weights, x: tf.Tensor): tf.Tensor => {
-  const both = linear(w.scope("net.0.proj"), x)
-  const [hidden, gate] = tf.split(both, 2, -1)
-  return linear(w.scope("net.2"), tf.mul(hidden!, geluErf(gate!)))
+  const W = w.get("net.0.proj.weight")
+  const b = w.get("net.0.proj.bias")
+  const [cin, c2] = W.shape as [number, number]
+  const half = (i: number) =>
+    ops.linear(x, tf.slice(W, [0, i * (c2 / 2)], [cin, c2 / 2]), tf.slice(b, [i * (c2 / 2)], [c2 / 2]), w.trains("net.0.proj.weight"))
+  return linear(w.scope("net.2"), tf.mul(half(0), geluErf(half(1))))
 }
 
 /** Transformer2DModel with one BasicTransformerBlock: self-attention, cross-attention, GEGLU. */

@@ -22,11 +22,19 @@ interface Gradient {
  * live until the whole backward pass ends.
  */
 // oxlint-disable-next-line no-explicit-any
-export const customGrad = <F extends (...args: Array<T>) => T>(f: (...args: Array<any>) => Gradient): F =>
-  tf.customGrad(((...args: Array<unknown>) => {
+export const customGrad = <F extends (...args: Array<T>) => T>(f: (...args: Array<any>) => Gradient): F => {
+  const withGradient = tf.customGrad(((...args: Array<unknown>) => {
     const g = f(...args)
     return { value: g.value, gradFunc: (dy: T, saved: Array<T>) => tf.tidy(() => g.gradFunc(dy, saved)) }
-  }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as F
+  }) as unknown as Parameters<typeof tf.customGrad>[0])
+  // Outside a gradient scope (sampling, evaluation) the custom-gradient machinery is pure overhead:
+  // measured 0.2 ms per call on wasm, a third of a small UNet's forward.
+  const plain = (...args: Array<T>) => tf.tidy(() => f(...args, () => {}).value)
+  return ((...args: Array<T>) => (recording() ? withGradient(...args) : plain(...args))) as unknown as F
+}
+
+/** Whether a gradient tape is recording (inside `tf.grads` and friends). */
+const recording = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0
 
 const t2 = (x: T) => tf.transpose(x, [1, 0])
 const t3 = (x: T) => tf.transpose(x, [0, 2, 1])

@@ -6,7 +6,8 @@ import { Effect } from "effect"
 import type { BackboneShape } from "../backbone/Backbone.js"
 import type { RgbImage } from "../image/Image.js"
 import { sample } from "../sampling/Sampler.js"
-import type { TensorRuntime } from "../tensor/TensorRuntime.js"
+import type { OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
+import type { PromptError } from "../tokenizer/Tokenizer.js"
 import { specOf } from "../world/Caption.js"
 import { detect } from "../world/Detect.js"
 import { checkAgainstPrompt } from "../world/Score.js"
@@ -49,7 +50,7 @@ export const scoreImages = (prompts: ReadonlyArray<EvalPrompt>, images: Readonly
   }
 }
 
-export const evaluate = (backbone: BackboneShape, o: EvaluateOptions): Effect.Effect<Evaluation & { readonly images: ReadonlyArray<RgbImage> }, import("../tensor/TensorRuntime.js").OutOfMemory, TensorRuntime> =>
+export const evaluate = (backbone: BackboneShape, o: EvaluateOptions): Effect.Effect<Evaluation & { readonly images: ReadonlyArray<RgbImage> }, OutOfMemory | PromptError, TensorRuntime> =>
   Effect.gen(function*() {
     const { one, two } = evaluationPrompts(o.n)
     const prompts = [...one, ...two]

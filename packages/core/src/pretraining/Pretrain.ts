@@ -11,7 +11,8 @@
 import { Clock, Effect, Queue, Stream } from "effect"
 import * as path from "node:path"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
-import { Checkpoints } from "../checkpoint/Checkpoints.js"
+import { type CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
+import type { PromptError } from "../tokenizer/Tokenizer.js"
 import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { initToyParameters, toyModelConfig } from "../models/ToyModel.js"
 import { clipTextForward } from "../models/ClipTextModel.js"
@@ -20,7 +21,7 @@ import { makeWeights } from "../nn/Weights.js"
 import { init as adamInit, type OptimizerState, step as adamStep } from "../optim/Optimizer.js"
 import { stream } from "../random/Rng.js"
 import { addNoise, makeNoiseSchedule, trainingTarget } from "../schedule/NoiseSchedule.js"
-import { runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
 import { captionOf } from "../world/Caption.js"
@@ -77,7 +78,7 @@ export const snrWeights = (abar: Float64Array, timesteps: ReadonlyArray<number>,
   })
 
 export const pretrain = (options: PretrainOptions) =>
-  Stream.callback<PretrainEvent, import("../checkpoint/Checkpoints.js").CheckpointError | NumericalError | import("../tensor/TensorRuntime.js").OutOfMemory, Checkpoints | TensorRuntime>(
+  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError, Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
   )
 

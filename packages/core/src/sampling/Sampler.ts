@@ -15,6 +15,7 @@ import { addNoise } from "../schedule/NoiseSchedule.js"
 import { ddimStep, ddpmStep, previousTimestep, type SamplingOptions, timesteps } from "../schedule/Schedulers.js"
 import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
+import { encodePrompt, type PromptError } from "../tokenizer/Tokenizer.js"
 
 export interface InpaintSource {
   /** The source image at the model's resolution. */
@@ -79,7 +80,7 @@ const latentMask = (mask: Float32Array, H: number, W: number, h: number, w: numb
   return out
 }
 
-export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effect<SampleResult, OutOfMemory, TensorRuntime> =>
+export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effect<SampleResult, OutOfMemory | PromptError, TensorRuntime> =>
   Effect.gen(function*() {
     if (req.seeds.length !== req.prompts.length) throw new Error("one seed per prompt")
     const o = req.sampling ?? backbone.sampling
@@ -88,6 +89,8 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
     const { height: h, width: w, channels: c } = backbone.info.latentShape
     const { height: H, width: W } = backbone.info.imageSize
     const weights = makeWeights(backbone.parameters.frozen, req.trained ?? backbone.parameters.trainable)
+    // every prompt is checked before any compute (an unknown word is a typed error, not a crash)
+    yield* Effect.forEach(new Set([...req.prompts, req.negativePrompt ?? ""]), (p) => encodePrompt(backbone.tokenizer, p))
     const chunk = req.batchSize ?? 4
     const guided = req.guidance !== 1
     const images: Array<RgbImage> = []
@@ -161,7 +164,7 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
   })
 
 export class Sampler extends Context.Service<Sampler, {
-  readonly sample: (req: SampleRequest) => Effect.Effect<SampleResult, OutOfMemory>
+  readonly sample: (req: SampleRequest) => Effect.Effect<SampleResult, OutOfMemory | PromptError>
 }>()("@disendiff/core/Sampler") {
   static readonly layer: Layer.Layer<Sampler, never, Backbone | TensorRuntime> = Layer.effect(
     Sampler,

@@ -66,5 +66,12 @@ export const makeWordTokenizer = (o: WordTokenizerOptions): WordTokenizer => {
     return { ids, tokens, length }
   }
 
-  return { maxLength: o.maxLength, encode, tokenize, modifiers, vocabSize: modifierBase + modifiers.length }
+  return {
+    maxLength: o.maxLength,
+    encode,
+    tokenize,
+    modifiers,
+    vocabSize: modifierBase + modifiers.length,
+    ...(buckets > 0 ? {} : { vocabulary: o.words })
+  }
 }

@@ -1,0 +1,54 @@
+/**
+ * The built-in model's pretraining: exact resume over a short horizon, the exported weights file, and
+ * a toy backbone built from it.
+ */
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { describe, expect, it } from "vitest"
+import { digestOf, disendiff, tempDir } from "./cli.js"
+
+const tiny = {
+  size: { channels: [16, 32], layersPerBlock: 1, heads: 2, normGroups: 4, textHidden: 32, textLayers: 1, textHeads: 2 },
+  batchSize: 4,
+  gradientAccumulation: 2,
+  warmupSteps: 2,
+  evalEvery: 0,
+  checkpointEvery: 0
+}
+
+describe("pretrain", () => {
+  it("4 steps straight equal 2 steps, stop, resume to 4 (same digest); the EMA exports as a model file", async () => {
+    const dir = await tempDir()
+    const config = path.join(dir, "tiny.json")
+    await fs.writeFile(config, JSON.stringify(tiny))
+    const a = await disendiff(["pretrain", "--world", "shapes", "--out", path.join(dir, "a"), "--config", config, "--steps", "4"])
+    expect(a.code, a.stderr).toBe(0)
+    const b1 = await disendiff(["pretrain", "--out", path.join(dir, "b"), "--config", config, "--steps", "2"])
+    expect(b1.code, b1.stderr).toBe(0)
+    const b2 = await disendiff(["pretrain", "--out", path.join(dir, "b"), "--resume", path.join(dir, "b", "checkpoint.msgpack"), "--steps", "4"])
+    expect(b2.code, b2.stderr).toBe(0)
+    expect(await digestOf(path.join(dir, "b", "checkpoint.msgpack"))).toBe(await digestOf(path.join(dir, "a", "checkpoint.msgpack")))
+
+    const weights = path.join(dir, "tiny.safetensors")
+    const e = await disendiff(["export-builtin", "--checkpoint", path.join(dir, "a", "checkpoint.msgpack"), "--out", weights])
+    expect(e.code, e.stderr).toBe(0)
+    // float16: about 2 bytes per parameter
+    const inspected = JSON.parse((await disendiff(["checkpoint", "inspect", "--json", path.join(dir, "a", "checkpoint.msgpack")])).stdout)
+    expect((await fs.stat(weights)).size).toBeLessThan(2.1 * inspected.trainableParameters + 100_000)
+    const s = await disendiff(["sample", "--backbone", "toy", "--model", weights, "--prompt", "a red circle on a black background", "--n", "1", "--steps", "3", "--out", path.join(dir, "s")])
+    expect(s.code, s.stderr).toBe(0)
+    expect((await fs.readdir(path.join(dir, "s"))).filter((f) => f.endsWith(".png"))).toHaveLength(1)
+  })
+
+  it("the built-in model rejects words outside its world, naming the word", async () => {
+    const dir = await tempDir()
+    await fs.writeFile(path.join(dir, "tiny.json"), JSON.stringify(tiny))
+    await disendiff(["pretrain", "--out", path.join(dir, "a"), "--config", path.join(dir, "tiny.json"), "--steps", "1"])
+    const weights = path.join(dir, "w.safetensors")
+    await disendiff(["export-builtin", "--checkpoint", path.join(dir, "a", "checkpoint.msgpack"), "--out", weights])
+    const s = await disendiff(["sample", "--backbone", "toy", "--model", weights, "--prompt", "a photo of a cat", "--n", "1", "--steps", "2", "--out", path.join(dir, "s")])
+    expect(s.code).toBe(1)
+    expect(s.stderr).toContain("unknown word 'photo'")
+    expect(s.stderr).toContain("use only these words: a, and, on, background, circle")
+  })
+})

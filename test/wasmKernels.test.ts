@@ -3,7 +3,7 @@
  * Mean) against the cpu backend's independent kernels, over shapes, permutations and axes.
  */
 import { WasmBackend } from "@disendiff/backend-wasm"
-import { CpuBackend, type TensorRuntime, tf } from "@disendiff/core"
+import { CpuBackend, nn, type TensorRuntime, tf } from "@disendiff/core"
 import { Effect, Layer } from "effect"
 import { describe, expect, it } from "vitest"
 
@@ -71,5 +71,17 @@ describe("wasm kernel overrides match the cpu backend", () => {
       x.dispose() // the clone keeps the shared data alive
       return tf.add(c, 1)
     }))
+  })
+
+  it("fused GroupNorm and LayerNorm kernels: values and gradients (x, gamma, beta)", async () => {
+    const gn = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => nn.groupNorm(nn.makeWeights(new Map(), new Map([["weight", g], ["bias", b]])), x, 4, 1e-5)
+    const ln = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => nn.layerNorm(nn.makeWeights(new Map(), new Map([["weight", g], ["bias", b]])), x, 1e-5)
+    for (const [norm, shape] of [[gn, [2, 5, 3, 8]], [ln, [3, 7, 8]]] as const) {
+      close(await both([[...shape], [8], [8]], (x, g, b) => norm(x!, g!, b!)))
+      for (const i of [0, 1, 2]) {
+        close(await both([[...shape], [8], [8], [...shape]], (x, g, b, r) =>
+          tf.grads((x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(norm(x, g, b), r!)))([x!, g!, b!])[i]!), 2e-5)
+      }
+    }
   })
 })

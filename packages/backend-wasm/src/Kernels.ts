@@ -173,6 +173,87 @@ const normaliseAxes = (axis: number | Array<number> | null | undefined, rank: nu
 
 const innermost = (axes: ReadonlyArray<number>, rank: number) => axes.every((a, i) => a === rank - axes.length + i)
 
+/**
+ * One-pass normalisation over `x [B,N,G,C]` (statistics over N and C per (B, G)), in memory order with
+ * float64 accumulators: y, xhat and rstd [B,G] (core's nn/Norm.ts `DisendiffNormalize`).
+ */
+export const normalizeForward = (
+  x: Float32Array, gamma: Float32Array, beta: Float32Array, shape: readonly [number, number, number, number], eps: number,
+  y: Float32Array, xhat: Float32Array, rstd: Float32Array
+) => {
+  const [B, N, G, C] = shape
+  const count = N * C
+  const mean = new Float64Array(B * G)
+  const m2 = new Float64Array(B * G)
+  let i = 0
+  for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) {
+    let s = 0
+    for (let c = 0; c < C; c++) s += x[i++]!
+    mean[b * G + g] += s
+  }
+  for (let k = 0; k < B * G; k++) mean[k] /= count
+  i = 0
+  for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) {
+    const mu = mean[b * G + g]!
+    let s = 0
+    for (let c = 0; c < C; c++, i++) s += (x[i]! - mu) * (x[i]! - mu)
+    m2[b * G + g] += s
+  }
+  for (let k = 0; k < B * G; k++) rstd[k] = 1 / Math.sqrt(m2[k]! / count + eps)
+  i = 0
+  for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) {
+    const mu = mean[b * G + g]!
+    const r = rstd[b * G + g]!
+    for (let c = 0; c < C; c++, i++) {
+      const h = (x[i]! - mu) * r
+      xhat[i] = h
+      y[i] = h * gamma[g * C + c]! + beta[g * C + c]!
+    }
+  }
+}
+
+/** The normalisation's backward: dx, dgamma, dbeta (core's `DisendiffNormalizeGrad`). */
+export const normalizeBackward = (
+  dy: Float32Array, xhat: Float32Array, rstd: Float32Array, gamma: Float32Array, shape: readonly [number, number, number, number],
+  dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array
+) => {
+  const [B, N, G, C] = shape
+  const count = N * C
+  const mg = new Float64Array(B * G)
+  const mgx = new Float64Array(B * G)
+  const dga = new Float64Array(G * C)
+  const dbe = new Float64Array(G * C)
+  let i = 0
+  for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) {
+    let s = 0
+    let sx = 0
+    for (let c = 0; c < C; c++, i++) {
+      const d = dy[i]!
+      const q = d * gamma[g * C + c]!
+      s += q
+      sx += q * xhat[i]!
+      dga[g * C + c] += d * xhat[i]!
+      dbe[g * C + c] += d
+    }
+    mg[b * G + g] += s
+    mgx[b * G + g] += sx
+  }
+  for (let k = 0; k < B * G; k++) {
+    mg[k] /= count
+    mgx[k] /= count
+  }
+  i = 0
+  for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let g = 0; g < G; g++) {
+    const k = b * G + g
+    const r = rstd[k]!
+    for (let c = 0; c < C; c++, i++) dx[i] = r * (dy[i]! * gamma[g * C + c]! - mg[k]! - xhat[i]! * mgx[k]!)
+  }
+  for (let k = 0; k < G * C; k++) {
+    dgamma[k] = dga[k]!
+    dbeta[k] = dbe[k]!
+  }
+}
+
 let installed = false
 
 export const installFastKernels = (): void => {
@@ -229,6 +310,32 @@ export const installFastKernels = (): void => {
     }
     return out
   }
+  const f32 = (backend: Backend, t: TensorInfo) => backend.typedArrayFromHeap(t) as Float32Array
+  tf.registerKernel({
+    kernelName: "DisendiffNormalize",
+    backendName: "wasm",
+    kernelFunc: (args) => {
+      const { x, gamma, beta } = args.inputs as { x: TensorInfo; gamma: TensorInfo; beta: TensorInfo }
+      const { eps } = args.attrs as { eps: number }
+      const backend = args.backend as unknown as Backend
+      const shape = x.shape as [number, number, number, number]
+      const outs = [backend.makeOutput([...shape], "float32"), backend.makeOutput([...shape], "float32"), backend.makeOutput([shape[0], shape[2]], "float32")]
+      normalizeForward(f32(backend, x), f32(backend, gamma), f32(backend, beta), shape, eps, f32(backend, outs[0]!), f32(backend, outs[1]!), f32(backend, outs[2]!))
+      return outs
+    }
+  })
+  tf.registerKernel({
+    kernelName: "DisendiffNormalizeGrad",
+    backendName: "wasm",
+    kernelFunc: (args) => {
+      const { dy, xhat, rstd, gamma } = args.inputs as { dy: TensorInfo; xhat: TensorInfo; rstd: TensorInfo; gamma: TensorInfo }
+      const backend = args.backend as unknown as Backend
+      const shape = dy.shape as [number, number, number, number]
+      const outs = [backend.makeOutput([...shape], "float32"), backend.makeOutput([...gamma.shape], "float32"), backend.makeOutput([...gamma.shape], "float32")]
+      normalizeBackward(f32(backend, dy), f32(backend, xhat), f32(backend, rstd), f32(backend, gamma), shape, f32(backend, outs[0]!), f32(backend, outs[1]!), f32(backend, outs[2]!))
+      return outs
+    }
+  })
   replace("Sum", reduction(false))
   replace("Mean", reduction(true))
   installed = true

@@ -10,44 +10,65 @@ import type { Weights } from "./Weights.js"
 type T = tf.Tensor
 
 /**
- * Normalises `x` over `axes` (keeping dims), then `y = xhat * gamma + beta`. The backward of the
- * normalisation is `dx = rstd (g - mean(g) - xhat mean(g xhat))`, g = dy * gamma, means over `axes`.
+ * Backends may register these kernels to do a normalisation in one pass (the wasm backend does):
+ * `DisendiffNormalize({x [B,N,G,C], gamma [G*C], beta}, {eps})` -> [y, xhat, rstd [B,G]] with
+ * statistics over N and C per (B, G), and `DisendiffNormalizeGrad({dy, xhat, rstd, gamma})` ->
+ * [dx, dgamma, dbeta]. Elsewhere the same maths runs as tfjs ops.
  */
-const normalize = (x: T, gamma: T, beta: T, axes: Array<number>, eps: number, gammaShape: Array<number>) =>
+export const normalizeKernel = "DisendiffNormalize"
+export const normalizeGradKernel = "DisendiffNormalizeGrad"
+
+const hasKernel = (name: string) => tf.getKernel(name, tf.getBackend()) !== undefined
+
+/**
+ * Normalises `x4 [B,N,G,C]` over N and C per (B, G), then `y = xhat * gamma + beta` (gamma, beta
+ * `[G*C]`). The backward of the normalisation is `dx = rstd (g - mean(g) - xhat mean(g xhat))`,
+ * g = dy * gamma, means over N and C.
+ */
+const normalize4 = (x4: T, gamma: T, beta: T, eps: number) =>
   customGrad<(x: T, gamma: T, beta: T) => T>((x: T, gamma: T, beta: T, save: tf.GradSaveFunc) => {
-    const { xhat, rstd } = tf.tidy(() => {
-      const { mean, variance } = tf.moments(x, axes, true)
-      const rstd = tf.rsqrt(tf.add(variance, eps))
-      return { xhat: tf.mul(tf.sub(x, mean), rstd), rstd }
-    })
-    save([xhat, rstd, gamma])
-    const value = tf.tidy(() => tf.add(tf.mul(xhat, tf.reshape(gamma, gammaShape)), tf.reshape(beta, gammaShape)))
+    const [B, , G, C] = x.shape as [number, number, number, number]
+    const gshape = [1, 1, G, C]
+    let y: T
+    let xhat: T
+    let rstd: T
+    if (hasKernel(normalizeKernel)) {
+      ;[y, xhat, rstd] = tf.engine().runKernel(normalizeKernel, { x, gamma, beta }, { eps }) as Array<T>
+    } else {
+      ;({ y, xhat, rstd } = tf.tidy(() => {
+        const { mean, variance } = tf.moments(x, [1, 3], true)
+        const rstd = tf.rsqrt(tf.add(variance, eps))
+        const xhat = tf.mul(tf.sub(x, mean), rstd)
+        return { y: tf.add(tf.mul(xhat, tf.reshape(gamma, gshape)), tf.reshape(beta, gshape)), xhat, rstd: tf.reshape(rstd, [B, G]) }
+      }))
+    }
+    save([xhat!, rstd!, gamma])
     return {
-      value,
+      value: y!,
       gradFunc: (dy: T, [xhat, rstd, gamma]: Array<T>) => {
-        const g = tf.mul(dy, tf.reshape(gamma!, gammaShape))
-        const dx = tf.mul(rstd!, tf.sub(tf.sub(g, tf.mean(g, axes, true)), tf.mul(xhat!, tf.mean(tf.mul(g, xhat!), axes, true))))
-        const channelAxes = dy.shape.map((_, i) => i).filter((i) => gammaShape[i] === 1)
-        const dgamma = tf.reshape(tf.sum(tf.mul(dy, xhat!), channelAxes), gamma!.shape)
-        const dbeta = tf.reshape(tf.sum(dy, channelAxes), gamma!.shape)
+        if (hasKernel(normalizeGradKernel)) return tf.engine().runKernel(normalizeGradKernel, { dy, xhat: xhat!, rstd: rstd!, gamma: gamma! }, {}) as Array<T>
+        const r = tf.reshape(rstd!, [B, 1, G, 1])
+        const g = tf.mul(dy, tf.reshape(gamma!, gshape))
+        const dx = tf.mul(r, tf.sub(tf.sub(g, tf.mean(g, [1, 3], true)), tf.mul(xhat!, tf.mean(tf.mul(g, xhat!), [1, 3], true))))
+        const dgamma = tf.reshape(tf.sum(tf.mul(dy, xhat!), [0, 1]), gamma!.shape)
+        const dbeta = tf.reshape(tf.sum(dy, [0, 1]), gamma!.shape)
         return [dx, dgamma, dbeta]
       }
     }
-  })(x, gamma, beta)
+  })(x4, gamma, beta)
 
 /** GroupNorm over NHWC `[B,H,W,C]` (or `[B,N,C]`), statistics per sample and group of C/groups channels. */
 export const groupNorm = (w: Weights, x: T, groups: number, eps: number): T => {
   const shape = x.shape
   const B = shape[0]!
   const C = shape[shape.length - 1]!
-  const xg = tf.reshape(x, [B, -1, groups, C / groups])
-  const y = normalize(xg, w.get("weight"), w.get("bias"), [1, 3], eps, [1, 1, groups, C / groups])
+  const y = normalize4(tf.reshape(x, [B, -1, groups, C / groups]), w.get("weight"), w.get("bias"), eps)
   return tf.reshape(y, shape)
 }
 
-/** LayerNorm over the last axis. */
+/** LayerNorm over the last axis: each row is one group of all channels. */
 export const layerNorm = (w: Weights, x: T, eps: number): T => {
-  const r = x.shape.length
-  const gammaShape = x.shape.map((d, i) => (i === r - 1 ? d : 1))
-  return normalize(x, w.get("weight"), w.get("bias"), [r - 1], eps, gammaShape)
+  const C = x.shape[x.shape.length - 1]!
+  const y = normalize4(tf.reshape(x, [-1, 1, 1, C]), w.get("weight"), w.get("bias"), eps)
+  return tf.reshape(y, x.shape)
 }

@@ -2,7 +2,7 @@
  * `disendiff pretrain --world shapes --out DIR`: trains the built-in model from scratch, resumable.
  * `disendiff export-builtin`: writes a pretraining checkpoint's EMA weights as the built-in model file.
  */
-import { CheckpointFile, Checkpoints, defaultPretrainConfig, PretrainConfig, Pretraining, type PretrainEvent, Safetensors } from "@disendiff/core"
+import { CheckpointFile, Checkpoints, defaultPretrainConfig, ToyModel, PretrainConfig, Pretraining, type PretrainEvent, Safetensors } from "@disendiff/core"
 import { Console, Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
@@ -101,6 +101,7 @@ export const exportBuiltin = Command.make(
       const weights = s.ema ?? s.trainable
       yield* Safetensors.writeSafetensors(out, weights, {
         size: JSON.stringify(config.size),
+        recipe: JSON.stringify(config.recipe ?? ToyModel.defaultToyRecipe),
         step: String(s.header.step),
         checkpoint_digest: CheckpointFile.digestOf(s),
         pretrain_config: JSON.stringify(config)

@@ -100,7 +100,8 @@ export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(fil
   const stored = yield* readSafetensors(file)
   const header = yield* readSafetensorsHeader(file)
   const size = header.metadata.size === undefined ? undefined : JSON.parse(header.metadata.size)
-  const cfg = toyModelConfig(size)
+  const recipe = header.metadata.recipe === undefined ? undefined : JSON.parse(header.metadata.recipe)
+  const cfg = toyModelConfig(size, recipe)
   const params = new Map<string, tf.Tensor>()
   for (const [name, t] of stored) params.set(name, tf.tensor(Float32Array.from(t.data), [...t.shape]))
   for (const p of toyParameterShapes(cfg)) {

@@ -48,7 +48,21 @@ export const defaultToySize: ToySize = {
   textHeads: 4
 }
 
-export const toyModelConfig = (size: ToySize = defaultToySize): ToyModelConfig => {
+/** The diffusion recipe the model is trained and sampled with. */
+export interface ToyRecipe {
+  readonly predictionType: "epsilon" | "v_prediction" | "sample"
+  readonly betaSchedule: "scaled_linear" | "linear" | "squaredcos_cap_v2"
+  /** Rescale the schedule to zero terminal SNR (Lin et al. 2024). */
+  readonly zeroTerminalSnr: boolean
+}
+
+/**
+ * v-prediction on SD's schedule rescaled to zero terminal SNR: the prototype's better recipe
+ * (../shared/reference/builtin-model-prototype.md), with which colours and backgrounds follow the text.
+ */
+export const defaultToyRecipe: ToyRecipe = { predictionType: "v_prediction", betaSchedule: "scaled_linear", zeroTerminalSnr: true }
+
+export const toyModelConfig = (size: ToySize = defaultToySize, recipe: ToyRecipe = defaultToyRecipe): ToyModelConfig => {
   const reservedModifiers = 4
   return {
     words: WORLD_WORDS,
@@ -80,15 +94,14 @@ export const toyModelConfig = (size: ToySize = defaultToySize): ToyModelConfig =
       useLinearProjection: false,
       freqShift: 0
     },
-    // v-prediction on SD's schedule rescaled to zero terminal SNR, as the prototype's better recipe
-    // (../shared/reference/builtin-model-prototype.md): colours and backgrounds then follow the text
     schedule: {
       numTrainTimesteps: 1000,
-      betaStart: 0.00085,
-      betaEnd: 0.012,
-      betaSchedule: "scaled_linear",
-      predictionType: "v_prediction",
-      rescaleZeroTerminalSnr: true
+      // SD's betas for scaled_linear; diffusers' defaults for linear (1e-4..0.02)
+      betaStart: recipe.betaSchedule === "linear" ? 1e-4 : 0.00085,
+      betaEnd: recipe.betaSchedule === "linear" ? 0.02 : 0.012,
+      betaSchedule: recipe.betaSchedule,
+      predictionType: recipe.predictionType,
+      rescaleZeroTerminalSnr: recipe.zeroTerminalSnr
     },
     // trailing spacing starts at the last (pure-noise) timestep; pixels are bounded, so x0 is clipped
     sampling: { spacing: "trailing", stepsOffset: 0, setAlphaToOne: true, clipSample: 1, useClippedModelOutput: true }

@@ -70,11 +70,22 @@ const toHost = (m: ReadonlyMap<string, tf.Tensor>) =>
 
 const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
 
-/** Per-row min-SNR-gamma weight for v-prediction, min(SNR, gamma) / (SNR + 1), floored. */
-export const snrWeights = (abar: Float64Array, timesteps: ReadonlyArray<number>, gamma: number, floor: number) =>
+/**
+ * Per-row min-SNR-gamma weights (Hang et al. 2023), floored: min(SNR, gamma) / (SNR + 1) for
+ * v-prediction, min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) for x0.
+ */
+export const snrWeights = (
+  abar: Float64Array,
+  timesteps: ReadonlyArray<number>,
+  gamma: number,
+  floor: number,
+  prediction: "epsilon" | "v_prediction" | "sample" = "v_prediction"
+) =>
   timesteps.map((t) => {
     const snr = abar[t]! / (1 - abar[t]!)
-    return Math.max(Math.min(snr, gamma) / (snr + 1), floor)
+    const clipped = Math.min(snr, gamma)
+    const w = prediction === "v_prediction" ? clipped / (snr + 1) : prediction === "epsilon" ? (snr === 0 ? 1 : clipped / snr) : clipped
+    return Math.max(w, floor)
   })
 
 export const pretrain = (options: PretrainOptions) =>
@@ -86,7 +97,7 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
   const checkpoints = yield* Checkpoints
   const runtime = yield* TensorRuntime
   const c = options.config
-  const cfg = toyModelConfig(c.size)
+  const cfg = toyModelConfig(c.size, c.recipe)
   const schedule = makeNoiseSchedule(cfg.schedule)
   const tokenizer = makeWordTokenizer({ words: cfg.words, modifiers: [], maxLength: cfg.maxLength })
   const adam = { beta1: 0.9, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, clipGradNorm: c.clipGradNorm }
@@ -155,7 +166,7 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
       const timesteps = Array.from({ length: B }, () => 0)
       const tr = stream(c.seed, mb, "timestep")
       for (let i = 0; i < B; i++) timesteps[i] = tr.int(0, schedule.config.numTrainTimesteps - 1)
-      const weights = snrWeights(schedule.alphasCumprod, timesteps, c.minSnrGamma, c.snrWeightFloor)
+      const weights = snrWeights(schedule.alphasCumprod, timesteps, c.minSnrGamma, c.snrWeightFloor, schedule.config.predictionType)
       const inputs = tf.tidy(() => {
         const pixels = new Float32Array(B * 32 * 32 * 3)
         scenes.forEach((s, i) => {

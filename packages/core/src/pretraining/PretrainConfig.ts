@@ -1,6 +1,6 @@
 /** The built-in model's pretraining configuration (stored whole in every pretraining checkpoint). */
 import { Schema } from "effect"
-import { defaultToySize } from "../models/ToyModel.js"
+import { defaultToyRecipe, defaultToySize } from "../models/ToyModel.js"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -17,9 +17,17 @@ export const ToySize = Schema.Struct({
   textHeads: PositiveInt
 })
 
+export const ToyRecipe = Schema.Struct({
+  predictionType: Schema.Literals(["epsilon", "v_prediction", "sample"]),
+  betaSchedule: Schema.Literals(["scaled_linear", "linear", "squaredcos_cap_v2"]),
+  zeroTerminalSnr: Schema.Boolean
+})
+
 export const PretrainConfig = Schema.Struct({
   world: Schema.Literal("shapes"),
   size: ToySize,
+  /** Prediction type and noise schedule (absent in early checkpoints: the default recipe). */
+  recipe: Schema.optionalKey(ToyRecipe),
   /** Data order, noise and timesteps. */
   seed: NonNegativeInt,
   /** Initial weights. */
@@ -54,6 +62,7 @@ export type PretrainConfig = typeof PretrainConfig.Type
 export const defaultPretrainConfig: PretrainConfig = {
   world: "shapes",
   size: defaultToySize,
+  recipe: defaultToyRecipe,
   seed: 1,
   initSeed: 0,
   steps: 20000,

@@ -24,6 +24,8 @@ import { addNoise, makeNoiseSchedule, trainingTarget } from "../schedule/NoiseSc
 import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
+import { column, enlarge, row } from "../image/Heatmap.js"
+import { type ImageError, writePng } from "../image/Image.js"
 import { captionOf } from "../world/Caption.js"
 import { renderScene } from "../world/Render.js"
 import * as PixelShuffle from "../autoencoder/PixelShuffle.js"
@@ -89,7 +91,7 @@ export const snrWeights = (
   })
 
 export const pretrain = (options: PretrainOptions) =>
-  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError, Checkpoints | TensorRuntime>(
+  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError, Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
   )
 
@@ -223,9 +225,11 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
       }
       params = updated.params
       opt = updated.state
+      // EMA warm-up as diffusers' EMAModel: early on the average follows the weights closely
+      const decay = Math.min(c.emaDecay, (1 + step) / (10 + step))
       // tf.tidy keeps tensors in plain objects, not in Maps
       const nextEma = new Map(Object.entries(tf.tidy(() =>
-        Object.fromEntries([...ema].map(([k, e]) => [k, tf.add(tf.mul(e, c.emaDecay), tf.mul(params.get(k)!, 1 - c.emaDecay))]))
+        Object.fromEntries([...ema].map(([k, e]) => [k, tf.add(tf.mul(e, decay), tf.mul(params.get(k)!, 1 - decay))]))
       )))
       tf.dispose([...ema.values()])
       ema = nextEma
@@ -249,6 +253,10 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
         const backbone = makeToyBackbone(cfg, new Map([...ema].map(([k, t]) => [k, t])), { modifiers: [], name: "ema", identity: "ema" })
         const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000 })
         const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects }
+        // the samples themselves, enlarged, one row per group, for looking at progress
+        const perRow = Math.min(12, c.evalSamples)
+        const grid = column([row(e.images.slice(0, perRow)), row(e.images.slice(c.evalSamples, c.evalSamples + perRow))])
+        yield* writePng(path.join(options.out, `eval-${String(step).padStart(6, "0")}.png`), enlarge(grid, 3))
         evaluations.push({ step, samples: samplesAt(step), seconds, backend: runtime.backend, evaluation })
         yield* emit({ _tag: "Evaluated", step, evaluation })
         // evaluation time counts neither into training seconds nor into the throughput

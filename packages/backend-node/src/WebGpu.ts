@@ -1,0 +1,234 @@
+/**
+ * tfjs's WebGPU backend in Node, on Dawn's Node binding (the `webgpu` package, which ships the
+ * `dawn.node` binaries), as a `TensorRuntime` layer (../shared/reference/tfjs-backends.md §3).
+ *
+ * It takes a real GPU adapter (Vulkan, Metal or D3D12) when there is one. On machines without a GPU
+ * it takes Mesa's software OpenGL (llvmpipe) in WebGPU compatibility mode, which needs
+ * `EGL_PLATFORM=surfaceless`: 5-10x slower than wasm, good for correctness. `adapter` (or the
+ * `DISENDIFF_WEBGPU_ADAPTER` environment variable) restricts the choice to one of the two. When no
+ * adapter starts, the typed `BackendUnavailable` names what is missing and the Debian packages to install.
+ *
+ * GPU tensors have no synchronous read in Node (tfjs reads them back through `OffscreenCanvas`), so
+ * this runtime has `syncReads: false` and callers read with `await t.data()`.
+ */
+import { BackendUnavailable, engineMemory, registerGradients, TensorRuntime, tf } from "@disendiff/core"
+import { Effect, Layer } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+
+/** Which adapter to take: a GPU, Mesa's software OpenGL, or the first of the two that starts. */
+export type AdapterChoice = "auto" | "gpu" | "software"
+export const adapterChoices: ReadonlyArray<AdapterChoice> = ["auto", "gpu", "software"]
+
+/** Environment variable that picks the adapter when the layer's options do not. */
+export const adapterEnv = "DISENDIFF_WEBGPU_ADAPTER"
+
+export interface Options {
+  readonly adapter?: AdapterChoice
+}
+
+/** The adapter the backend runs on. */
+export interface Adapter {
+  readonly kind: "gpu" | "software"
+  /** The driver's own words, e.g. "OpenGL version 4.5 (Core Profile) Mesa 22.3.6 (llvmpipe ...)". */
+  readonly description: string
+  /** The largest single buffer, and the largest one a shader can bind: a tensor above the second cannot be used. */
+  readonly maxBufferSize: number
+  readonly maxStorageBufferBindingSize: number
+}
+
+const packageName = "webgpu"
+const setupScript = "bash scripts/install-webgpu-deps.sh"
+const mesaPackages = "libegl-dev libegl-mesa0 libgl1-mesa-dri"
+const gpuFix = "install the GPU's Vulkan driver: apt-get install libvulkan1 plus mesa-vulkan-drivers (AMD, Intel) " +
+  "or the NVIDIA driver with nvidia-vulkan-icd (non-free)"
+
+const unavailable = (reason: string, fix: string) => new BackendUnavailable({ backend: "webgpu", packageName, reason, fix })
+
+/** The `adapter` option, else the environment variable, else "auto"; an unknown value is an error. */
+export const adapterChoice = (options: Options = {}): Effect.Effect<AdapterChoice, BackendUnavailable> => {
+  const value = options.adapter ?? process.env[adapterEnv] ?? "auto"
+  return adapterChoices.includes(value as AdapterChoice)
+    ? Effect.succeed(value as AdapterChoice)
+    : Effect.fail(unavailable(`${adapterEnv}=${value} is not an adapter choice`, `set it to one of ${adapterChoices.join(", ")}`))
+}
+
+// Dawn's node binding, typed by the parts used here (its own types need the DOM's WebGPU declarations).
+interface GpuAdapter {
+  readonly info: { readonly vendor: string; readonly architecture: string; readonly device: string; readonly description: string; readonly isFallbackAdapter?: boolean }
+  readonly limits: { readonly maxBufferSize: number; readonly maxStorageBufferBindingSize: number }
+}
+interface Gpu {
+  requestAdapter(options?: Record<string, unknown>): Promise<GpuAdapter | null>
+}
+interface Dawn {
+  readonly create: (flags: Array<string>) => Gpu
+  readonly globals: Record<string, unknown>
+}
+
+const importOptional = (name: string): Promise<unknown> => import(name)
+
+// llvmpipe (GL) and lavapipe (Vulkan) are Mesa's CPU rasterisers, SwiftShader is Google's.
+const isSoftware = (a: GpuAdapter) =>
+  a.info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software/i.test(`${a.info.architecture} ${a.info.device} ${a.info.description}`)
+
+const describe = (kind: Adapter["kind"], a: GpuAdapter): Adapter => ({
+  kind,
+  description: [a.info.vendor, a.info.description, a.info.device].filter((s) => s !== "").join(", "),
+  maxBufferSize: a.limits.maxBufferSize,
+  maxStorageBufferBindingSize: a.limits.maxStorageBufferBindingSize
+})
+
+/** Whether `name` is in a directory the dynamic loader searches, or in its cache (as a whole path). */
+const hasLibrary = (name: string): boolean => {
+  const dirs = [...(process.env["LD_LIBRARY_PATH"] ?? "").split(":").filter((d) => d !== ""), ...systemLibDirs()]
+  if (dirs.some((d) => fs.existsSync(path.join(d, name)))) return true
+  try {
+    return fs.readFileSync("/etc/ld.so.cache").includes(`/${name}\0`)
+  } catch {
+    return false
+  }
+}
+
+const systemLibDirs = () => {
+  const triple = process.arch === "arm64" ? "aarch64-linux-gnu" : "x86_64-linux-gnu"
+  return [`/usr/lib/${triple}`, `/lib/${triple}`, "/usr/lib64", "/usr/lib", "/lib64", "/lib"]
+}
+
+/**
+ * An adapter with the Dawn instance that made it: the instance must outlive the adapter and its
+ * device (Dawn crashes once it is collected).
+ */
+interface Found {
+  readonly gpu: Gpu
+  readonly adapter: GpuAdapter
+}
+
+/** A hardware adapter from the platform's native API (Vulkan on Linux), or why there is none. */
+const gpuAdapter = (dawn: Dawn): Promise<Found | string> => {
+  if (process.platform === "linux" && !hasLibrary("libvulkan.so.1")) {
+    return Promise.resolve("no Vulkan loader (libvulkan.so.1 is not installed)")
+  }
+  const gpu = dawn.create([])
+  return gpu.requestAdapter({ powerPreference: "high-performance" }).then((a) =>
+    a === null
+      ? "no GPU adapter (no GPU, or no Vulkan/Metal/D3D12 driver for it)"
+      : isSoftware(a)
+      ? `only a software adapter (${a.info.description || a.info.device}), not a GPU`
+      : { gpu, adapter: a }
+  )
+}
+
+/** Mesa's llvmpipe through EGL without a display, in WebGPU compatibility mode, or why it did not start. */
+const softwareAdapter = async (dawn: Dawn): Promise<Found | string> => {
+  if (process.platform !== "linux") return "the software adapter (Mesa's OpenGL) is set up for Linux only"
+  const missing = [
+    // Dawn opens the unversioned name, which only Debian's -dev package links
+    ["libEGL.so", "libegl-dev"],
+    ["libEGL_mesa.so.0", "libegl-mesa0"],
+    ["dri/swrast_dri.so", "libgl1-mesa-dri"]
+  ].filter(([file]) => !hasLibrary(file!))
+  if (missing.length > 0) {
+    return `no Mesa EGL/GL (missing ${missing.map(([f, p]) => `${f} from ${p}`).join(", ")})`
+  }
+  process.env["EGL_PLATFORM"] ??= "surfaceless"
+  process.env["XDG_RUNTIME_DIR"] ??= os.tmpdir()
+  const gpu = dawn.create(["backend=opengl"])
+  const a = await gpu.requestAdapter({ featureLevel: "compatibility" })
+  return a === null ? `Mesa's OpenGL adapter did not start (EGL_PLATFORM=${process.env["EGL_PLATFORM"]})` : { gpu, adapter: a }
+}
+
+const fixFor = (choice: AdapterChoice, gpuReason: string | undefined) =>
+  choice === "software"
+    ? `${setupScript} (or apt-get install ${mesaPackages})`
+    : choice === "gpu"
+    ? `${gpuFix}; without a GPU, use ${adapterEnv}=software (needs ${mesaPackages}) or --backend wasm`
+    : gpuReason?.startsWith("no Vulkan loader") === true
+    ? `for a GPU, ${gpuFix}; for the software adapter, ${setupScript} (or apt-get install ${mesaPackages})`
+    : `for a GPU, ${gpuFix}; for the software adapter, ${setupScript}; or use --backend wasm`
+
+/** Loads Dawn and picks an adapter, without starting tfjs. */
+const findAdapter = (choice: AdapterChoice) =>
+  Effect.gen(function*() {
+    const dawn = yield* Effect.tryPromise({
+      try: () => importOptional(packageName) as Promise<Dawn>,
+      catch: (e) =>
+        unavailable(`the package does not load: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`, "npm install webgpu@0.6.2")
+    })
+    const reasons: Array<string> = []
+    if (choice !== "software") {
+      const a = yield* Effect.promise(() => gpuAdapter(dawn))
+      if (typeof a !== "string") return { dawn, ...a, info: describe("gpu", a.adapter) }
+      reasons.push(a)
+    }
+    if (choice !== "gpu") {
+      const a = yield* Effect.promise(() => softwareAdapter(dawn))
+      if (typeof a !== "string") return { dawn, ...a, info: describe("software", a.adapter) }
+      reasons.push(a)
+    }
+    return yield* unavailable(reasons.join("; and "), fixFor(choice, reasons[0]))
+  })
+
+/** The adapter the layer would run on, or why there is none (tests use it to decide whether to run). */
+export const probe = (options: Options = {}): Effect.Effect<Adapter, BackendUnavailable> =>
+  adapterChoice(options).pipe(Effect.flatMap(findAdapter), Effect.map((r) => r.info))
+
+// tfjs registers one 'webgpu' backend per process, bound to the adapter it was first given; `gpu`
+// keeps its Dawn instance alive for as long as the process runs.
+let started: { readonly choice: AdapterChoice; readonly adapter: Adapter; readonly gpu: Gpu } | undefined
+
+const start = (choice: AdapterChoice) =>
+  Effect.gen(function*() {
+    if (started !== undefined) {
+      if (started.choice !== choice) {
+        return yield* unavailable(
+          `this process already runs WebGPU on a ${started.adapter.kind} adapter (${started.choice}), not ${choice}`,
+          "pick one adapter per process"
+        )
+      }
+      yield* Effect.promise(() => tf.setBackend("webgpu"))
+      return started.adapter
+    }
+    const { dawn, gpu: instance, adapter, info } = yield* findAdapter(choice)
+    // tfjs-backend-webgpu registers itself on import only when `navigator.gpu` exists, and then asks
+    // it for an adapter: hand it the one chosen here. Its shaders use the GPU* constants as globals.
+    for (const [k, v] of Object.entries(dawn.globals)) if (!(k in globalThis)) Object.defineProperty(globalThis, k, { value: v, configurable: true, writable: true })
+    const gpu = { requestAdapter: () => Promise.resolve(adapter) }
+    if (globalThis.navigator === undefined) Object.defineProperty(globalThis, "navigator", { value: { gpu }, configurable: true })
+    else Object.defineProperty(globalThis.navigator, "gpu", { value: gpu, configurable: true })
+    registerGradients()
+    yield* Effect.tryPromise({
+      try: async () => {
+        await import("@tensorflow/tfjs-backend-webgpu")
+        if (!(await tf.setBackend("webgpu"))) throw new Error("tf.setBackend('webgpu') failed")
+      },
+      catch: (e) =>
+        unavailable(`the ${info.kind} adapter (${info.description}) did not start tfjs: ${e instanceof Error ? e.message : String(e)}`, fixFor(choice, undefined))
+    })
+    started = { choice, adapter: info, gpu: instance }
+    return info
+  })
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(n < 2 ** 30 ? 3 : 1)} GiB`
+
+/** One line for messages: the adapter and its buffer limits. */
+export const describeAdapter = (a: Adapter) =>
+  `${a.kind} adapter ${a.description}; largest buffer ${gib(a.maxBufferSize)}, largest shader binding ${gib(a.maxStorageBufferBindingSize)}`
+
+/**
+ * The WebGPU runtime. Memory is tfjs's own count of live tensor bytes: WebGPU does not report the
+ * device's memory, so there is no limit besides the adapter's per-buffer ones in `device`.
+ */
+export const make = (options: Options = {}): Layer.Layer<TensorRuntime, BackendUnavailable> =>
+  Layer.effect(
+    TensorRuntime,
+    Effect.gen(function*() {
+      const adapter = yield* start(yield* adapterChoice(options))
+      const { memory, resetPeak } = engineMemory()
+      return TensorRuntime.of({ backend: "webgpu", syncReads: false, memory, resetPeak, device: describeAdapter(adapter) })
+    })
+  )
+
+/** The runtime on the adapter `DISENDIFF_WEBGPU_ADAPTER` picks (auto: a GPU, else Mesa's software GL). */
+export const layer: Layer.Layer<TensorRuntime, BackendUnavailable> = make()

@@ -206,9 +206,34 @@ const start = (choice: AdapterChoice) =>
       catch: (e) =>
         unavailable(`the ${info.kind} adapter (${info.description}) did not start tfjs: ${e instanceof Error ? e.message : String(e)}`, fixFor(choice, undefined))
     })
+    failReadsAfterGpuErrors()
     started = { choice, adapter: info, gpu: instance }
     return info
   })
+
+/**
+ * WebGPU reports invalid work (e.g. a kernel that binds more buffers than the adapter allows) as an
+ * event, not an exception, and the results read back as zeros. After the first such error every read
+ * rejects, so no wrong number leaves the GPU silently.
+ */
+const failReadsAfterGpuErrors = () => {
+  const backend = tf.backend() as unknown as {
+    readonly device: EventTarget
+    read: (dataId: object) => Promise<unknown>
+  }
+  let first: string | undefined
+  backend.device.addEventListener("uncapturederror", (e) => {
+    first ??= (e as Event & { readonly error: { readonly message: string } }).error.message.split("\n")[0]
+  })
+  const read = backend.read.bind(backend)
+  backend.read = async (dataId) => {
+    const values = await read(dataId)
+    if (first !== undefined) {
+      throw new Error(`WebGPU rejected a kernel, so tensors computed since are wrong: ${first} (use --backend wasm, and report this)`)
+    }
+    return values
+  }
+}
 
 const gib = (n: number) => `${(n / 2 ** 30).toFixed(n < 2 ** 30 ? 3 : 1)} GiB`
 

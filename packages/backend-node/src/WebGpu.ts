@@ -31,7 +31,7 @@ export interface Options {
 /** The adapter the backend runs on. */
 export interface Adapter {
   readonly kind: "gpu" | "software"
-  /** The driver's own words, e.g. "OpenGL version 4.5 (Core Profile) Mesa 22.3.6 (llvmpipe ...)". */
+  /** The driver's own words, e.g. "OpenGL version 4.5 (Core Profile) Mesa 22.3.6, llvmpipe-llvm-15-0-6-256-bits-". */
   readonly description: string
   /** The largest single buffer, and the largest one a shader can bind: a tensor above the second cannot be used. */
   readonly maxBufferSize: number
@@ -41,8 +41,7 @@ export interface Adapter {
 const packageName = "webgpu"
 const setupScript = "bash scripts/install-webgpu-deps.sh"
 const mesaPackages = "libegl-dev libegl-mesa0 libgl1-mesa-dri"
-const gpuFix = "install the GPU's Vulkan driver: apt-get install libvulkan1 plus mesa-vulkan-drivers (AMD, Intel) " +
-  "or the NVIDIA driver with nvidia-vulkan-icd (non-free)"
+const vulkanDrivers = "the GPU's Vulkan driver (mesa-vulkan-drivers for AMD and Intel; for NVIDIA, the driver with nvidia-vulkan-icd from non-free)"
 
 const unavailable = (reason: string, fix: string) => new BackendUnavailable({ backend: "webgpu", packageName, reason, fix })
 
@@ -54,7 +53,8 @@ export const adapterChoice = (options: Options = {}): Effect.Effect<AdapterChoic
     : Effect.fail(unavailable(`${adapterEnv}=${value} is not an adapter choice`, `set it to one of ${adapterChoices.join(", ")}`))
 }
 
-// Dawn's node binding, typed by the parts used here (its own types need the DOM's WebGPU declarations).
+// Dawn's node binding, typed by the parts used here: its own types declare the browser's WebGPU
+// globals (`navigator.gpu`, `GPUBuffer`, ...) for the whole program, so it is imported untyped.
 interface GpuAdapter {
   readonly info: { readonly vendor: string; readonly architecture: string; readonly device: string; readonly description: string; readonly isFallbackAdapter?: boolean }
   readonly limits: { readonly maxBufferSize: number; readonly maxStorageBufferBindingSize: number }
@@ -67,7 +67,7 @@ interface Dawn {
   readonly globals: Record<string, unknown>
 }
 
-const importOptional = (name: string): Promise<unknown> => import(name)
+const importUntyped = (name: string): Promise<unknown> => import(name)
 
 // llvmpipe (GL) and lavapipe (Vulkan) are Mesa's CPU rasterisers, SwiftShader is Google's.
 const isSoftware = (a: GpuAdapter) =>
@@ -105,24 +105,28 @@ interface Found {
   readonly adapter: GpuAdapter
 }
 
+/** Why an adapter did not start, and what would fix that. */
+interface Miss {
+  readonly reason: string
+  readonly fix: string
+}
+
 /** A hardware adapter from the platform's native API (Vulkan on Linux), or why there is none. */
-const gpuAdapter = (dawn: Dawn): Promise<Found | string> => {
+const gpuAdapter = async (dawn: Dawn): Promise<Found | Miss> => {
   if (process.platform === "linux" && !hasLibrary("libvulkan.so.1")) {
-    return Promise.resolve("no Vulkan loader (libvulkan.so.1 is not installed)")
+    return { reason: "no Vulkan loader (libvulkan.so.1 is not installed)", fix: `apt-get install libvulkan1 and ${vulkanDrivers}` }
   }
   const gpu = dawn.create([])
-  return gpu.requestAdapter({ powerPreference: "high-performance" }).then((a) =>
-    a === null
-      ? "no GPU adapter (no GPU, or no Vulkan/Metal/D3D12 driver for it)"
-      : isSoftware(a)
-      ? `only a software adapter (${a.info.description || a.info.device}), not a GPU`
-      : { gpu, adapter: a }
-  )
+  const a = await gpu.requestAdapter({ powerPreference: "high-performance" })
+  const fix = process.platform === "linux" ? `install ${vulkanDrivers}` : "install or update the GPU's driver"
+  if (a === null) return { reason: "no GPU adapter (no GPU, or no Vulkan/Metal/D3D12 driver for it)", fix }
+  if (isSoftware(a)) return { reason: `only a software adapter (${a.info.description || a.info.device}), not a GPU`, fix }
+  return { gpu, adapter: a }
 }
 
 /** Mesa's llvmpipe through EGL without a display, in WebGPU compatibility mode, or why it did not start. */
-const softwareAdapter = async (dawn: Dawn): Promise<Found | string> => {
-  if (process.platform !== "linux") return "the software adapter (Mesa's OpenGL) is set up for Linux only"
+const softwareAdapter = async (dawn: Dawn): Promise<Found | Miss> => {
+  if (process.platform !== "linux") return { reason: "the software adapter (Mesa's OpenGL) is set up for Linux only", fix: "use --backend wasm" }
   const missing = [
     // Dawn opens the unversioned name, which only Debian's -dev package links
     ["libEGL.so", "libegl-dev"],
@@ -130,44 +134,49 @@ const softwareAdapter = async (dawn: Dawn): Promise<Found | string> => {
     ["dri/swrast_dri.so", "libgl1-mesa-dri"]
   ].filter(([file]) => !hasLibrary(file!))
   if (missing.length > 0) {
-    return `no Mesa EGL/GL (missing ${missing.map(([f, p]) => `${f} from ${p}`).join(", ")})`
+    return {
+      reason: `no Mesa EGL/GL (missing ${missing.map(([f, p]) => `${f} from ${p}`).join(", ")})`,
+      fix: `${setupScript} (or apt-get install ${missing.map(([, p]) => p).join(" ")})`
+    }
   }
   process.env["EGL_PLATFORM"] ??= "surfaceless"
   process.env["XDG_RUNTIME_DIR"] ??= os.tmpdir()
   const gpu = dawn.create(["backend=opengl"])
   const a = await gpu.requestAdapter({ featureLevel: "compatibility" })
-  return a === null ? `Mesa's OpenGL adapter did not start (EGL_PLATFORM=${process.env["EGL_PLATFORM"]})` : { gpu, adapter: a }
+  if (a !== null) return { gpu, adapter: a }
+  const platform = process.env["EGL_PLATFORM"]
+  return {
+    reason: `Mesa's OpenGL adapter did not start with EGL_PLATFORM=${platform}`,
+    fix: platform === "surfaceless"
+      ? `reinstall ${mesaPackages}, or use --backend wasm`
+      : "unset EGL_PLATFORM (this backend sets it to surfaceless, which needs no display)"
+  }
 }
 
-const fixFor = (choice: AdapterChoice, gpuReason: string | undefined) =>
-  choice === "software"
-    ? `${setupScript} (or apt-get install ${mesaPackages})`
-    : choice === "gpu"
-    ? `${gpuFix}; without a GPU, use ${adapterEnv}=software (needs ${mesaPackages}) or --backend wasm`
-    : gpuReason?.startsWith("no Vulkan loader") === true
-    ? `for a GPU, ${gpuFix}; for the software adapter, ${setupScript} (or apt-get install ${mesaPackages})`
-    : `for a GPU, ${gpuFix}; for the software adapter, ${setupScript}; or use --backend wasm`
+const isMiss = (r: Found | Miss): r is Miss => "reason" in r
 
 /** Loads Dawn and picks an adapter, without starting tfjs. */
 const findAdapter = (choice: AdapterChoice) =>
   Effect.gen(function*() {
     const dawn = yield* Effect.tryPromise({
-      try: () => importOptional(packageName) as Promise<Dawn>,
+      try: () => importUntyped(packageName) as Promise<Dawn>,
       catch: (e) =>
         unavailable(`the package does not load: ${e instanceof Error ? e.message.split("\n")[0] : String(e)}`, "npm install webgpu@0.6.2")
     })
-    const reasons: Array<string> = []
+    let gpuMiss: Miss | undefined
     if (choice !== "software") {
-      const a = yield* Effect.promise(() => gpuAdapter(dawn))
-      if (typeof a !== "string") return { dawn, ...a, info: describe("gpu", a.adapter) }
-      reasons.push(a)
+      const r = yield* Effect.promise(() => gpuAdapter(dawn))
+      if (!isMiss(r)) return { dawn, ...r, info: describe("gpu", r.adapter) }
+      if (choice === "gpu") {
+        return yield* unavailable(r.reason, `${r.fix}; without a GPU, set ${adapterEnv}=software (Mesa's OpenGL) or use --backend wasm`)
+      }
+      gpuMiss = r
     }
-    if (choice !== "gpu") {
-      const a = yield* Effect.promise(() => softwareAdapter(dawn))
-      if (typeof a !== "string") return { dawn, ...a, info: describe("software", a.adapter) }
-      reasons.push(a)
-    }
-    return yield* unavailable(reasons.join("; and "), fixFor(choice, reasons[0]))
+    const r = yield* Effect.promise(() => softwareAdapter(dawn))
+    if (!isMiss(r)) return { dawn, ...r, info: describe("software", r.adapter) }
+    return yield* gpuMiss === undefined
+      ? unavailable(r.reason, r.fix)
+      : unavailable(`${gpuMiss.reason}; and ${r.reason}`, `for a GPU, ${gpuMiss.fix}; for the software adapter, ${r.fix}`)
   })
 
 /** The adapter the layer would run on, or why there is none (tests use it to decide whether to run). */
@@ -176,14 +185,14 @@ export const probe = (options: Options = {}): Effect.Effect<Adapter, BackendUnav
 
 // tfjs registers one 'webgpu' backend per process, bound to the adapter it was first given; `gpu`
 // keeps its Dawn instance alive for as long as the process runs.
-let started: { readonly choice: AdapterChoice; readonly adapter: Adapter; readonly gpu: Gpu } | undefined
+let started: { readonly adapter: Adapter; readonly gpu: Gpu } | undefined
 
 const start = (choice: AdapterChoice) =>
   Effect.gen(function*() {
     if (started !== undefined) {
-      if (started.choice !== choice) {
+      if (choice !== "auto" && choice !== started.adapter.kind) {
         return yield* unavailable(
-          `this process already runs WebGPU on a ${started.adapter.kind} adapter (${started.choice}), not ${choice}`,
+          `this process already runs WebGPU on a ${started.adapter.kind} adapter, not a ${choice} one`,
           "pick one adapter per process"
         )
       }
@@ -204,10 +213,10 @@ const start = (choice: AdapterChoice) =>
         if (!(await tf.setBackend("webgpu"))) throw new Error("tf.setBackend('webgpu') failed")
       },
       catch: (e) =>
-        unavailable(`the ${info.kind} adapter (${info.description}) did not start tfjs: ${e instanceof Error ? e.message : String(e)}`, fixFor(choice, undefined))
+        unavailable(`the ${info.kind} adapter (${info.description}) did not start tfjs: ${e instanceof Error ? e.message : String(e)}`, "use --backend wasm, and report this")
     })
     failReadsAfterGpuErrors()
-    started = { choice, adapter: info, gpu: instance }
+    started = { adapter: info, gpu: instance }
     return info
   })
 

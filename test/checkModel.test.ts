@@ -24,8 +24,11 @@ describe("check-model", () => {
   }
 
   it("fails, naming the tensor, when a reference output disagrees", async () => {
-    const dir = await tempDir()
+    // the copy keeps the fixtures' place beside data/, where the manifest finds the tokenizer's vocabulary
+    const base = await tempDir()
+    const dir = path.join(base, "fixtures", "sd-tiny")
     await fs.cp(fixtures, dir, { recursive: true })
+    await fs.symlink(path.resolve(fixtures, "../../data"), path.join(base, "data"))
     await fs.chmod(path.join(dir, "A"), 0o755)
     const file = path.join(dir, "A", "unet_io.safetensors")
     await fs.chmod(file, 0o644)

@@ -1,9 +1,8 @@
 /** The `--backend` flag: a name to a `TensorRuntime` layer. */
-import { NodeBackend } from "@disendiff/backend-node"
+import { NodeBackend, WebGpu } from "@disendiff/backend-node"
 import { WasmBackend } from "@disendiff/backend-wasm"
-import { type BackendName, backendNames, type BackendUnavailable, CpuBackend, type TensorRuntime } from "@disendiff/core"
-import { BackendUnavailable as Unavailable } from "@disendiff/core"
-import { Effect, Layer } from "effect"
+import { type BackendName, backendNames, type BackendUnavailable, CpuBackend, TensorRuntime } from "@disendiff/core"
+import { Console, Context, Layer } from "effect"
 
 export { backendNames }
 
@@ -18,6 +17,7 @@ export const backendLayer = (name: BackendName): Layer.Layer<TensorRuntime, Back
     case "node-gpu":
       return NodeBackend.layerGpu
     case "webgpu":
-      return Layer.unwrap(Effect.fail(new Unavailable({ backend: "webgpu", packageName: "webgpu", reason: "not wired in yet", fix: "use --backend wasm" })))
+      // which adapter it found decides the speed by 10x or more: say it (on stderr, beside the output)
+      return WebGpu.layer.pipe(Layer.tap((services) => Console.error(`webgpu: ${Context.get(services, TensorRuntime).device ?? "no adapter description"}`)))
   }
 }

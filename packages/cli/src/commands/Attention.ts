@@ -69,7 +69,7 @@ export const attention = Command.make(
             }))
           const data = (yield* Effect.promise(() => maps.data())) as Float32Array
           maps.dispose()
-          return { image, data, ...meta }
+          return { image, data, encoded, ...meta }
         }
         // sample, averaging the conditional rows' maps over every step
         let sum: tf.Tensor | undefined
@@ -96,14 +96,11 @@ export const attention = Command.make(
         const mean = tf.div(sum!, count)
         const data = (yield* Effect.promise(() => mean.data())) as Float32Array
         tf.dispose([mean, sum!])
-        return { image: r.images[0]!, data, ...grid }
+        return { image: r.images[0]!, data, encoded, ...grid }
       }).pipe(Effect.provide(Sampler.layer.pipe(Layer.provideMerge(model.layer))))
 
       // one heatmap per token before the padding, and the raw maps
-      const backboneTokens = yield* Effect.gen(function*() {
-        const b = yield* Backbone
-        return b.tokenizer.encode(f.prompt)
-      }).pipe(Effect.provide(model.layer))
+      const backboneTokens = result.encoded
       const T = backboneTokens.ids.length
       const N = result.height * result.width
       yield* Effect.promise(() => fs.mkdir(f.out, { recursive: true }))

@@ -118,7 +118,7 @@ export const make = (options: FakeBackboneOptions) =>
       const rows = yield* scopedTensors(() => tf.gather(all.get("text.token_embedding.weight")!, modifierIds), (t) => [t])
       trainable.set(modifierEmbeddingsName, rows)
     }
-    const identity = modelIdentity({ kind: "fake", config, seed }, frozen)
+    const identity = yield* modelIdentity({ kind: "fake", config, seed }, frozen)
     const C = config.channels
     const heads = config.heads
 

@@ -119,7 +119,7 @@ export const make = (options: ToyBackboneOptions) =>
     yield* TensorRuntime
     const file = options.weights ?? builtinWeightsPath
     const { cfg, params } = yield* Effect.acquireRelease(readToyWeights(file), ({ params }) => Effect.sync(() => tf.dispose([...params.values()])))
-    const identity = modelIdentity({ kind: "toy", config: cfg }, params)
+    const identity = yield* modelIdentity({ kind: "toy", config: cfg }, params)
     const backbone = makeToyBackbone(cfg, params, { ...options, name: options.weights === undefined ? builtinModelName : path.basename(file), identity })
     yield* scopedTensors(() => backbone.parameters.trainable.get(modifierEmbeddingsName), (t) => (t === undefined ? [] : [t]))
     return Backbone.of(backbone)

@@ -29,6 +29,15 @@ export interface OptimizerState {
   readonly v: ReadonlyMap<string, tf.Tensor>
 }
 
+/**
+ * The sum of squares of every element of `tensors` (the squared global gradient norm). The partial
+ * sums are stacked and reduced once rather than passed to `tf.addN`: WebGPU's AddN binds every input
+ * as its own storage buffer, and a shader stage may bind only 8 (the WebGPU default limit), so AddN of
+ * hundreds of gradients fails validation and reads back zeros; concat (inside stack) splits by the limit.
+ */
+export const squaredNorm = (tensors: ReadonlyArray<tf.Tensor>): tf.Scalar =>
+  tf.tidy(() => tf.sum(tf.stack(tensors.map((g) => tf.sum(tf.square(g))))))
+
 export interface StepResult {
   readonly params: Map<string, tf.Tensor>
   readonly state: OptimizerState
@@ -58,7 +67,7 @@ export const step = (
   const bc2Sqrt = Math.sqrt(1 - config.beta2 ** t)
   const out = tf.tidy(() => {
     const names = [...params.keys()]
-    const gradNorm = tf.sqrt(tf.addN(names.map((k) => tf.sum(tf.square(grads.get(k)!))))) as tf.Scalar
+    const gradNorm = tf.sqrt(squaredNorm(names.map((k) => grads.get(k)!))) as tf.Scalar
     const scale = config.clipGradNorm === null
       ? undefined
       : tf.minimum(1, tf.div(config.clipGradNorm, tf.add(gradNorm, 1e-6)))

@@ -60,13 +60,16 @@ export const compare = (ours: ArrayLike<number>, ref: StoredTensor, spec: Tensor
   return { maxAbsError, allowed, pass: !Number.isNaN(maxAbsError) && worstRatio <= 1, note: undefined }
 }
 
-/** NHWC to NCHW (4-D), our `[in, out]` Linear weights to `[out, in]` (2-D), else unchanged. */
-const toReference = (t: tf.Tensor, kind: "activation" | "linear-weight" = "activation"): Float32Array =>
-  tf.tidy(() => {
+/**
+ * NHWC to NCHW (4-D), our `[in, out]` Linear weights to `[out, in]` (2-D), else unchanged; a new
+ * tensor kept out of the enclosing `tidy`, read back (and disposed) by `readOutputs`.
+ */
+const toReference = (t: tf.Tensor, kind: "activation" | "linear-weight" = "activation"): tf.Tensor =>
+  tf.keep(tf.tidy(() => {
     if (t.rank === 4 && kind === "activation") return tf.transpose(t, [0, 3, 1, 2])
     if (t.rank === 2 && kind === "linear-weight") return tf.transpose(t)
-    return t
-  }).dataSync() as Float32Array
+    return tf.clone(t)
+  }))
 
 /** Reference NCHW input to our NHWC tensor. */
 const fromReference = (t: StoredTensor): tf.Tensor => {
@@ -94,9 +97,21 @@ const loadModels = (manifestDir: string, unetConfigPath: string) =>
     return { folder, weights } satisfies Models
   })
 
-type Outputs = Map<string, { data: ArrayLike<number> }>
+/** A runner's results: tensors still to read back, or values computed in JavaScript. */
+type Outputs = Map<string, tf.Tensor | ArrayLike<number>>
 
-const put = (out: Outputs, name: string, t: tf.Tensor, kind?: "activation" | "linear-weight") => out.set(name, { data: toReference(t, kind) })
+const put = (out: Outputs, name: string, t: tf.Tensor, kind?: "activation" | "linear-weight") => out.set(name, toReference(t, kind))
+
+/** Reads every output tensor back (asynchronously: GPU tensors have no synchronous read) and disposes it. */
+const readOutputs = (out: Outputs) =>
+  Effect.promise(async () => {
+    try {
+      const values = await Promise.all([...out].map(async ([name, v]) => [name, v instanceof tf.Tensor ? await v.data() : v] as const))
+      return new Map<string, ArrayLike<number>>(values)
+    } finally {
+      tf.dispose([...out.values()].filter((v) => v instanceof tf.Tensor))
+    }
+  })
 
 /** One fixture kind: computes the named outputs from the recorded inputs. */
 type Runner = (m: Models, io: Map<string, StoredTensor>, schedule: NoiseSchedule) => Outputs
@@ -195,7 +210,7 @@ const runners: Record<string, Runner> = {
     }
     const n = io.get("timesteps")!.data.length
     const ts = samplerTimesteps(schedule.config.numTrainTimesteps, n, o)
-    out.set("timesteps", { data: ts })
+    out.set("timesteps", ts)
     const w = makeWeights(m.weights).scope("unet")
     const guidance = 6 // the fixture's guidance_scale (see its description)
     let latents = fromReference(io.get("init_latents")!)
@@ -243,17 +258,17 @@ const attentionOutputs = (m: Models): Outputs => {
       context: fromReference(io.get("encoder_hidden_states")!),
       hook: (c) => calls.push(c)
     })
-    for (const c of calls) out.set(c.layer, { data: c.probs.dataSync() })
+    for (const c of calls) out.set(c.layer, tf.keep(tf.clone(c.probs)))
   })
   return out
 }
 
 /** Scheduler tables shared by all configurations. */
-const schedulerRows = (table: FixtureFile, io: Map<string, StoredTensor>, sd: NoiseSchedule): Array<CheckRow> => {
+const schedulerRows = (table: FixtureFile, io: Map<string, StoredTensor>, sd: NoiseSchedule) => {
   const out: Outputs = new Map()
-  out.set("betas", { data: Float32Array.from(sd.betas) })
-  out.set("alphas_cumprod", { data: Float32Array.from(sd.alphasCumprod) })
-  for (const n of [10, 20, 50]) out.set(`ddim_timesteps_${n}`, { data: samplerTimesteps(1000, n, { spacing: "leading", stepsOffset: 1 }) })
+  out.set("betas", Float32Array.from(sd.betas))
+  out.set("alphas_cumprod", Float32Array.from(sd.alphasCumprod))
+  for (const n of [10, 20, 50]) out.set(`ddim_timesteps_${n}`, samplerTimesteps(1000, n, { spacing: "leading", stepsOffset: 1 }))
   tf.tidy(() => {
     const x0 = fromReference(io.get("x0")!)
     const noise = fromReference(io.get("noise")!)
@@ -266,10 +281,10 @@ const schedulerRows = (table: FixtureFile, io: Map<string, StoredTensor>, sd: No
       put(out, `ddpm_step_t${step}`, r.prevSample)
     }
   })
-  return rowsFor("shared", path.basename(table.file), table, io, out)
+  return readOutputs(out).pipe(Effect.map((read) => rowsFor("shared", path.basename(table.file), table, io, read)))
 }
 
-const rowsFor = (config: string, fixture: string, file: FixtureFile, io: Map<string, StoredTensor>, out: Outputs): Array<CheckRow> =>
+const rowsFor = (config: string, fixture: string, file: FixtureFile, io: Map<string, StoredTensor>, out: Map<string, ArrayLike<number>>): Array<CheckRow> =>
   Object.entries(file.tensors)
     .filter(([, spec]) => spec.role !== "input")
     .map(([name, spec]) => {
@@ -278,7 +293,7 @@ const rowsFor = (config: string, fixture: string, file: FixtureFile, io: Map<str
       if (ours === undefined || ref === undefined) {
         return { config, fixture, tensor: name, maxAbsError: NaN, allowed: 0, pass: false, note: ref === undefined ? "not in the fixture file" : "not computed" }
       }
-      return { config, fixture, tensor: name, ...compare(ours.data, ref, spec) }
+      return { config, fixture, tensor: name, ...compare(ours, ref, spec) }
     })
 
 export interface CheckOptions {
@@ -309,7 +324,7 @@ export const checkFixtures = Effect.fn("FixtureCheck.run")(function*(dir: string
         yield* emit([{ config: name, fixture: kind, tensor: "*", maxAbsError: NaN, allowed: 0, pass: false, note: `no runner for fixture kind '${kind}'` }])
         continue
       }
-      const out = yield* Effect.sync(() => runner(models, io, schedule))
+      const out = yield* readOutputs(yield* Effect.sync(() => runner(models, io, schedule)))
       yield* emit(rowsFor(name, kind, file, io, out))
       yield* Effect.yieldNow
     }
@@ -320,7 +335,7 @@ export const checkFixtures = Effect.fn("FixtureCheck.run")(function*(dir: string
     const config = yield* Schema.decodeUnknownEffect(SchedulerConfig)(manifest.sd_scheduler_config ?? {}).pipe(
       Effect.mapError((e) => new ModelError({ path: path.join(dir, "manifest.json"), reason: `sd_scheduler_config: ${e.message}`, fix: "restore the manifest" }))
     )
-    yield* emit(schedulerRows(manifest.scheduler_tables, io, makeNoiseSchedule(noiseScheduleConfig(config))))
+    yield* emit(yield* schedulerRows(manifest.scheduler_tables, io, makeNoiseSchedule(noiseScheduleConfig(config))))
   }
   if (manifest.tokenizer !== undefined) yield* emit(yield* tokenizerRows(dir, manifest.tokenizer.file, manifest.tokenizer.vocab_file))
   return { manifest, rows }

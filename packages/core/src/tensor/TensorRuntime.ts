@@ -58,6 +58,8 @@ export class TensorRuntime extends Context.Service<TensorRuntime, {
   readonly backend: BackendName
   /** False on GPU backends, where tensors can only be read with `await data()`. */
   readonly syncReads: boolean
+  /** What the backend runs on, for messages (e.g. the WebGPU adapter and its buffer limits). */
+  readonly device?: string
   readonly memory: () => MemoryStats
   readonly resetPeak: () => void
 }>()("@disendiff/core/TensorRuntime") {}

@@ -19,7 +19,7 @@ import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapsho
 import { ImageError, readImage } from "../image/Image.js"
 import { LossCalibrator } from "../loss/LossCalibrator.js"
 import { makeWeights } from "../nn/Weights.js"
-import { Optimizer, type OptimizerState } from "../optim/Optimizer.js"
+import { Optimizer, type OptimizerState, squaredNorm } from "../optim/Optimizer.js"
 import { stream } from "../random/Rng.js"
 import { addNoise, trainingTarget } from "../schedule/NoiseSchedule.js"
 import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
@@ -295,7 +295,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
         }
       }
       // one read per step: the loss terms of every micro-batch and the squared gradient norm
-      const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(tf.addN(acc!.map((g) => tf.sum(tf.square(g)))), [1])]))
+      const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(squaredNorm(acc!), [1])]))
       const read = (yield* Effect.promise(() => summary.data())) as Float32Array
       tf.dispose([summary, ...values])
       const accum = config.gradientAccumulation

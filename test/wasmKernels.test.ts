@@ -61,6 +61,12 @@ describe("wasm kernel overrides match the cpu backend", () => {
     }
   })
 
+  it("Concat along the last axis (two and three inputs) and along others", async () => {
+    close(await both([[2, 3, 4, 5], [2, 3, 4, 2]], (a, b) => tf.concat([a!, b!], 3)), 0)
+    close(await both([[6, 5], [6, 1], [6, 3]], (a, b, c) => tf.concat([a!, b!, c!], -1)), 0)
+    close(await both([[2, 3, 4], [1, 3, 4]], (a, b) => tf.concat([a!, b!], 0)), 0)
+  })
+
   it("batched and broadcast matMuls, and a clone that shares its data safely", async () => {
     close(await both([[6, 5, 7], [6, 7, 3]], (a, b) => tf.matMul(a, b)))
     close(await both([[6, 5, 7], [1, 7, 3]], (a, b) => tf.matMul(a, b)))

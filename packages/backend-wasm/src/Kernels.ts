@@ -336,6 +336,31 @@ export const installFastKernels = (): void => {
       return outs
     }
   })
+  // concatenation along the last axis with short rows: element copies beat a subarray per row
+  replace("Concat", (original) => (args) => {
+    const inputs = (args.inputs as unknown as Array<TensorInfo>).filter((t) => t.shape.reduce((a, b) => a * b, 1) > 0)
+    const rank = inputs[0]?.shape.length ?? 0
+    const axis = (args.attrs as { axis: number }).axis
+    const last = axis === -1 || axis === rank - 1
+    if (!last || inputs.length < 2 || inputs.some((t) => t.dtype !== "float32") || inputs[0]!.shape[rank - 1]! > 256) return original.kernelFunc(args)
+    const backend = args.backend as unknown as Backend
+    const widths = inputs.map((t) => t.shape[rank - 1]!)
+    const total = widths.reduce((a, b) => a + b, 0)
+    const rows = inputs[0]!.shape.slice(0, -1).reduce((a, b) => a * b, 1)
+    const out = backend.makeOutput([...inputs[0]!.shape.slice(0, -1), total], "float32")
+    const dst = f32(backend, out)
+    const srcs = inputs.map((t) => f32(backend, t))
+    for (let r = 0; r < rows; r++) {
+      let o = r * total
+      for (let k = 0; k < srcs.length; k++) {
+        const w = widths[k]!
+        const src = srcs[k]!
+        for (let j = 0, s = r * w; j < w; j++) dst[o++] = src[s + j]!
+      }
+    }
+    return out
+  })
+
   replace("Sum", reduction(false))
   replace("Mean", reduction(true))
   installed = true

@@ -37,7 +37,8 @@ export const tinyToySize: ToySize = { channels: [8, 16], layersPerBlock: 1, head
 
 /**
  * Untrained built-in model weights, written as `disendiff export-builtin` writes the real ones (the size
- * in the metadata): a stand-in until the pretrained file exists. Its samples are noise.
+ * in the metadata): a stand-in until the pretrained file exists. Its samples are noise. It makes tfjs's
+ * cpu backend current: call it before providing another backend.
  */
 export const writeToyWeights = (file: string, size: ToySize = tinyToySize, seed = 0): Promise<string> =>
   Effect.runPromise(Effect.gen(function*() {

@@ -139,7 +139,7 @@ export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(fil
 })
 
 /** How to get a weights file that is not there: the built-in one is made by pretraining. */
-const missingWeights = (file: string) =>
+export const missingWeights = (file: string): ModelError =>
   new ModelError({
     path: file,
     reason: file === builtinWeightsPath ? "the built-in model's weights are not in this installation" : "no such weights file",

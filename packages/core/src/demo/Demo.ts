@@ -140,11 +140,17 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
   yield* emit({ _tag: "Started", seed: plan.seed, quick: plan.quick, weights: weightsFile, backend: runtime.backend, out, work: work.total })
 
   let done = 0
+  // the rate is measured from the end of the first unit of work on: loading the model and the first
+  // (warm-up) step would otherwise inflate the early estimates
+  let first: { readonly at: number; readonly done: number } | undefined
   const progress = (phase: DemoPhase, method: MethodName, detail: string, units: number) =>
     Effect.gen(function*() {
       done += units
-      const elapsedSeconds = ((yield* Clock.currentTimeMillis) - t0) / 1000
-      const etaSeconds = (elapsedSeconds * (work.total - done)) / done
+      const now = yield* Clock.currentTimeMillis
+      const elapsedSeconds = (now - t0) / 1000
+      const rate = first === undefined ? done / elapsedSeconds : (done - first.done) / ((now - first.at) / 1000)
+      first ??= { at: now, done }
+      const etaSeconds = (work.total - done) / rate
       yield* emit({ _tag: "Progress", phase, method, detail, fraction: done / work.total, elapsedSeconds, etaSeconds })
     })
   const phase = (phase: DemoPhase, method: MethodName | null, description: string) => emit({ _tag: "Phase", phase, method, description })

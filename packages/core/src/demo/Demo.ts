@@ -142,14 +142,14 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
   let done = 0
   // the rate is measured from the end of the first unit of work on: loading the model and the first
   // (warm-up) step would otherwise inflate the early estimates
-  let first: { readonly at: number; readonly done: number } | undefined
+  let rateStart: { readonly at: number; readonly done: number } | undefined
   const progress = (phase: DemoPhase, method: MethodName, detail: string, units: number) =>
     Effect.gen(function*() {
       done += units
       const now = yield* Clock.currentTimeMillis
       const elapsedSeconds = (now - t0) / 1000
-      const rate = first === undefined ? done / elapsedSeconds : (done - first.done) / ((now - first.at) / 1000)
-      first ??= { at: now, done }
+      const rate = rateStart === undefined ? done / elapsedSeconds : (done - rateStart.done) / ((now - rateStart.at) / 1000)
+      rateStart ??= { at: now, done }
       const etaSeconds = (work.total - done) / rate
       yield* emit({ _tag: "Progress", phase, method, detail, fraction: done / work.total, elapsedSeconds, etaSeconds })
     })
@@ -174,6 +174,8 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
     const regularization = regularizationSet(plan)
     const regularizationDir = regularization.length === 0 ? null : path.join(out, "regularization")
     if (regularizationDir !== null) {
+      // a folder left by an earlier run with more images would not match the captions
+      yield* Effect.promise(() => fs.rm(regularizationDir, { recursive: true, force: true }))
       for (const [i, r] of regularization.entries()) yield* writeFile(path.join(regularizationDir, `${String(i).padStart(4, "0")}.png`), encodePng(r.image))
       yield* writeFile(path.join(regularizationDir, "captions.txt"), regularization.map((r) => r.caption).join("\n") + "\n")
     }
@@ -224,7 +226,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
         // ---- sample ----
         yield* phase("sample", method, `sampling ${flat.length} images (${prompts.length} prompts x ${plan.sampling.seedsPerPrompt} seeds)`)
         const sums = new Map<number, tf.Tensor>()
-        let grid = { height: 0, width: 0 }
+        let grid = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
         const rowsPerImage = plan.sampling.guidance === 1 ? 1 : 2
         const sampled = yield* sample(backbone, {
           prompts: flat.map((f) => f.prompt),
@@ -244,7 +246,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
               const previous = sums.get(first)
               sums.set(first, tf.keep(previous === undefined ? tf.clone(a.maps) : tf.add(previous, a.maps)))
               previous?.dispose()
-              grid = { height: a.height, width: a.width }
+              grid = { height: a.height, width: a.width, layers: a.layers }
             }
           }
         })
@@ -257,18 +259,18 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
           const per = all.length / b
           for (let k = 0; k < b; k++) {
             const data = all.slice(k * per, (k + 1) * per).map((v) => v / plan.sampling.steps)
-            sampleMaps[first + k] = { data, height: grid.height, width: grid.width, tokens: T, layers: [] }
+            sampleMaps[first + k] = { data, tokens: T, ...grid }
           }
         }
         const scores = sampled.images.map((img, i) => scoreImage(img, specs.get(flat[i]!.prompt)!, concepts))
-        return { training, overlap, attention: { figure: attentionFigure, tokens: attention.tokens } as TokenFigure, scores, samples: sampled.images, sampleMaps }
+        return { training, overlap, attention: { figure: attentionFigure, tokens: attention.tokens }, scores, samples: sampled.images, sampleMaps }
       }))
     })
     // one method after the other, in plan order
     const results = yield* Effect.all(byMethod(personalise))
 
     // ---- figures, metrics, report ----
-    yield* phase("report", null, "scoring the images and writing the report")
+    yield* phase("report", null, "writing the figures, metrics.json and report.html")
     const imagesOf = (p: PlannedPrompt) => ({ start: p.first, end: p.first + p.seeds.length })
     const promptFigures: Array<{ readonly planned: PlannedPrompt; readonly methods: Record<MethodName, { readonly grid: Figure; readonly attention: TokenFigure }> }> = []
     for (const p of prompts) {

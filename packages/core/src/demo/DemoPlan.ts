@@ -18,6 +18,12 @@ export const DEMO_SEED = 7
 export const GROUPS = ["combined", "concept1", "concept2"] as const
 export type GroupName = (typeof GROUPS)[number]
 
+export const groupLabel: Readonly<Record<GroupName, string>> = {
+  combined: "both concepts",
+  concept1: "concept 1 alone",
+  concept2: "concept 2 alone"
+}
+
 export const METHODS = ["disendiff", "baseline"] as const
 export type MethodName = (typeof METHODS)[number]
 

@@ -6,7 +6,7 @@
  */
 import { escapeAttribute, escapeText } from "entities/escape"
 import { novelAppearance } from "../world/NovelAppearance.js"
-import { type DemoPlan, GROUPS, type GroupName, METHODS, type MethodName, methodLabel, type PlannedPrompt } from "./DemoPlan.js"
+import { type DemoPlan, groupLabel, GROUPS, type GroupName, METHODS, type MethodName, methodLabel, type PlannedPrompt } from "./DemoPlan.js"
 import type { DemoMetrics, Scores } from "./Metrics.js"
 
 /** A PNG written to the output folder (`file` relative to it) and embedded in the page. */
@@ -34,13 +34,11 @@ export interface ReportInput {
   }>
 }
 
-const groupTitle = (plan: DemoPlan): Readonly<Record<GroupName, string>> => {
-  const [a, b] = plan.concepts
-  return {
-    combined: "Both concepts",
-    concept1: `Concept 1 alone (${a?.modifier ?? ""}, the ${a?.concept ?? ""})`,
-    concept2: `Concept 2 alone (${b?.modifier ?? ""}, the ${b?.concept ?? ""})`
-  }
+/** "concept 1 alone (<v1>, the ring)". */
+const groupTitle = (plan: DemoPlan, g: GroupName): string => {
+  const label = groupLabel[g][0]!.toUpperCase() + groupLabel[g].slice(1)
+  const concept = g === "concept1" ? plan.concepts[0] : g === "concept2" ? plan.concepts[1] : undefined
+  return concept === undefined ? label : `${label} (${concept.modifier}, the ${concept.concept})`
 }
 
 const t = (s: string) => escapeText(s)
@@ -81,7 +79,6 @@ code { background: #f3f3f3; padding: 0 0.2em }
 export const renderReport = (r: ReportInput): string => {
   const m = r.metrics
   const plan = m.plan
-  const titles = groupTitle(plan)
   const [c1, c2] = plan.concepts.map((c) => ({ ...c, look: novelAppearance(c.concept) }))
   const out: Array<string> = []
   out.push(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">`)
@@ -136,7 +133,7 @@ export const renderReport = (r: ReportInput): string => {
   const rows: Array<string> = []
   for (const g of GROUPS) {
     for (const [key, label] of [["imageAlignment", "image alignment ↑"], ["textAlignment", "text alignment ↑"], ["leakage", "leakage ↓"]] as const) {
-      rows.push(`<tr><td>${t(titles[g])}</td><td>${label}</td>${METHODS.map((k) => `<td class="n">${num(m.summary[k][g][key])}</td>`).join("")}</tr>`)
+      rows.push(`<tr><td>${t(groupTitle(plan, g))}</td><td>${label}</td>${METHODS.map((k) => `<td class="n">${num(m.summary[k][g][key])}</td>`).join("")}</tr>`)
     }
   }
   rows.push(`<tr><td>training image</td><td>attention overlap of the class words ↓</td>${METHODS.map((k) => `<td class="n">${num(m.summary[k].attentionOverlap)}</td>`).join("")}</tr>`)
@@ -157,7 +154,7 @@ export const renderReport = (r: ReportInput): string => {
   out.push(`<h2 id="samples">Samples</h2>`)
   out.push(figure(r.overview, `the first seed of every prompt in order: ${methodLabel.disendiff} above, ${methodLabel.baseline} below`))
   for (const g of GROUPS) {
-    out.push(`<h3>${t(titles[g])}</h3>`)
+    out.push(`<h3>${t(groupTitle(plan, g))}</h3>`)
     for (const p of r.prompts.filter((q) => q.planned.group === g)) {
       out.push(`<h4>“${t(p.planned.prompt)}”</h4><div class="pair">`)
       const scores = m.prompts.find((q) => q.prompt === p.planned.prompt && q.group === g)
@@ -172,7 +169,7 @@ export const renderReport = (r: ReportInput): string => {
 
   out.push(`<h2 id="prompts">Prompts and seeds</h2>`)
   for (const g of GROUPS) {
-    out.push(`<h3>${t(titles[g])}</h3><ul>`)
+    out.push(`<h3>${t(groupTitle(plan, g))}</h3><ul>`)
     for (const p of r.prompts.filter((q) => q.planned.group === g)) out.push(`<li><code>${t(p.planned.prompt)}</code>, seeds ${p.planned.seeds.join(", ")}</li>`)
     out.push(`</ul>`)
   }

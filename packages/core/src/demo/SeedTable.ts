@@ -3,10 +3,8 @@
  * one lucky seed for the method's effect: for each prompt group and metric, each method's mean, sample
  * standard deviation and range over the seeds.
  */
-import { GROUPS, METHODS, methodLabel } from "./DemoPlan.js"
+import { groupLabel, GROUPS, METHODS, methodLabel } from "./DemoPlan.js"
 import type { DemoMetrics, MethodSummary } from "./Metrics.js"
-
-const GROUP_TITLES = { combined: "both concepts", concept1: "concept 1 alone", concept2: "concept 2 alone" } as const
 
 const spread = (xs: ReadonlyArray<number>): string => {
   const mean = xs.reduce((a, x) => a + x, 0) / xs.length
@@ -20,9 +18,9 @@ export const seedTable = (runs: ReadonlyArray<DemoMetrics>): string => {
   const first = runs[0]!
   const rows: Array<[string, string, (s: MethodSummary) => number]> = [
     ...GROUPS.flatMap((g) => [
-      [GROUP_TITLES[g], "image alignment ↑", (s: MethodSummary) => s[g].imageAlignment] as [string, string, (s: MethodSummary) => number],
-      [GROUP_TITLES[g], "text alignment ↑", (s: MethodSummary) => s[g].textAlignment] as [string, string, (s: MethodSummary) => number],
-      [GROUP_TITLES[g], "leakage ↓", (s: MethodSummary) => s[g].leakage] as [string, string, (s: MethodSummary) => number]
+      [groupLabel[g], "image alignment ↑", (s: MethodSummary) => s[g].imageAlignment] as [string, string, (s: MethodSummary) => number],
+      [groupLabel[g], "text alignment ↑", (s: MethodSummary) => s[g].textAlignment] as [string, string, (s: MethodSummary) => number],
+      [groupLabel[g], "leakage ↓", (s: MethodSummary) => s[g].leakage] as [string, string, (s: MethodSummary) => number]
     ]),
     ["training image", "attention overlap ↓", (s) => s.attentionOverlap]
   ]

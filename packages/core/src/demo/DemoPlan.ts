@@ -83,8 +83,8 @@ export interface DemoPlan {
  * the project's 2-core machine. Tune them once the real model is in (docs/demo.md).
  * - lr 1e-3 unscaled: the prototype (../shared/reference/builtin-model-prototype.md) found 8e-5 to
  *   1e-4 barely moved a model of this size in 250 steps, and 1e-3 moved it.
- * - batch 4, no accumulation: 0.3-0.6 s per step with attention probing on the shared 2-core machine
- *   (wasm, measured with stand-in weights of the built-in model's size).
+ * - batch 4, no accumulation: 0.2-0.6 s per step with attention probing on the shared 2-core machine
+ *   (wasm, stand-in weights of the built-in model's size, depending on the machine's other load).
  * - 200 steps (the official recipe's 250 at batch 8 is twice the work); 60 for `--quick`.
  * - 64 regularisation renders: the official recipe mixes 200 retrieved class images with the target.
  */

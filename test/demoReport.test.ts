@@ -1,7 +1,8 @@
 /**
  * `disendiff demo --quick` through the command line on small stand-in weights, and its report.html in
  * headless Chromium: a screenshot, every image loaded, the metrics table there. Chromium is Debian's
- * (/usr/bin/chromium, installed by scripts/install-chromium.sh, which .ci/run calls).
+ * (/usr/bin/chromium, installed by scripts/install-chromium.sh). The browser test skips only when it is
+ * missing and DISENDIFF_REQUIRE_CHROMIUM is unset; CI sets it, so there it must run.
  */
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -12,6 +13,11 @@ import { tempDir, writeToyWeights } from "../packages/core/test/fixtures.js"
 import { disendiff, type Result } from "./cli.js"
 
 const CHROMIUM = "/usr/bin/chromium"
+const required = (process.env["DISENDIFF_REQUIRE_CHROMIUM"] ?? "") !== ""
+const missing = await fs.access(CHROMIUM).then(() => false, () => true)
+if (missing && !required) {
+  console.warn(`the report's browser test is skipped: ${CHROMIUM} is missing (scripts/install-chromium.sh installs it)\n(set DISENDIFF_REQUIRE_CHROMIUM=1 to make this a failure)`)
+}
 const CHROMIUM_FLAGS = [
   "--headless",
   "--no-sandbox",
@@ -63,10 +69,8 @@ describe("disendiff demo --quick", () => {
     expect(metrics.prompts).toHaveLength(15)
   })
 
-  it("report.html renders in headless Chromium with every image loaded and the metrics table", async () => {
-    await fs.access(CHROMIUM).catch(() => {
-      throw new Error(`${CHROMIUM} is missing: run scripts/install-chromium.sh (as root) first`)
-    })
+  it.skipIf(missing && !required)("report.html renders in headless Chromium with every image loaded and the metrics table", async () => {
+    if (missing) throw new Error(`${CHROMIUM} is missing and DISENDIFF_REQUIRE_CHROMIUM is set: run scripts/install-chromium.sh`)
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS })
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })

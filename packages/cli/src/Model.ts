@@ -21,7 +21,7 @@ import { backboneLayer } from "./commands/Train.js"
 
 export const modelFlags = {
   backbone: Flag.Literals("backbone", backboneKinds).pipe(Flag.withDescription("toy (built-in, default), sd (a diffusers folder) or fake"), Flag.optional),
-  model: Flag.String("model").pipe(Flag.withDescription("Stable Diffusion 1.x diffusers folder (--backbone sd)"), Flag.optional),
+  model: Flag.String("model").pipe(Flag.withDescription("a diffusers SD 1.x folder (--backbone sd), or a built-in-model weights file (--backbone toy)"), Flag.optional),
   checkpoint: Flag.String("checkpoint").pipe(Flag.withDescription("trained weights: a checkpoint from `disendiff train`"), Flag.optional),
   deltas: Flag.String("deltas").pipe(Flag.withDescription("trained weights: a Custom Diffusion deltas folder"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const))

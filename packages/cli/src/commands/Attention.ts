@@ -4,21 +4,8 @@
  * method reads them). With `--image`, the image is noised to `--timestep` and denoised once; without,
  * an image is sampled from the prompt and the maps are averaged over its sampling steps.
  */
-import {
-  addNoise,
-  aggregate,
-  Backbone,
-  Heatmap,
-  nn,
-  prepareImage,
-  readImage,
-  record,
-  Rng,
-  runTensors,
-  Sampler,
-  tf,
-  writePng
-} from "@disendiff/core"
+import { Backbone, Heatmap, nn, prepareImage, readImage, Sampler, tf, writePng } from "@disendiff/core"
+import { imageAttention } from "@disendiff/core/demo"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
@@ -50,26 +37,11 @@ export const attention = Command.make(
         const trained = yield* model.trained(backbone)
         const weights = nn.makeWeights(backbone.parameters.frozen, trained ?? backbone.parameters.trainable)
         const encoded = backbone.tokenizer.encode(f.prompt)
-        const { height: H, width: W } = backbone.info.imageSize
+        const { height: H } = backbone.info.imageSize
         if (Option.isSome(f.image)) {
           const image = prepareImage(yield* readImage(f.image.value), H)
-          let meta = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
-          const maps = yield* runTensors("reading attention", () =>
-            tf.tidy(() => {
-              const pixels = tf.tensor(image.data.map((v: number) => v * 2 - 1), [1, H, W, 3])
-              const z0 = backbone.encodeImage(pixels)
-              const noise = tf.tensor(Rng.stream(f.seed, 0, "noise").normals(z0.size), z0.shape)
-              const zt = addNoise(backbone.schedule, z0, noise, [f.timestep])
-              const rec = record(selection)
-              const context = backbone.encodeText(weights, tf.tensor2d([[...encoded.ids]], [1, encoded.ids.length], "int32"))
-              backbone.denoise(weights, { latents: zt, timesteps: [f.timestep], context, hook: rec.hook })
-              const a = aggregate(rec.calls(), selection)
-              meta = { height: a.height, width: a.width, layers: a.layers }
-              return a.maps
-            }))
-          const data = (yield* Effect.promise(() => maps.data())) as Float32Array
-          maps.dispose()
-          return { image, data, encoded, ...meta }
+          const maps = yield* imageAttention(backbone, weights, { image, caption: f.prompt, timesteps: [f.timestep], seed: f.seed, selection })
+          return { image, encoded, ...maps }
         }
         // sample, averaging the conditional rows' maps over every step
         let sum: tf.Tensor | undefined

@@ -8,12 +8,13 @@
  * are the trainable ones being differentiated.
  */
 import { Context, Schema } from "effect"
+import type { ImageError, RgbImage } from "../image/Image.js"
 import type { AttentionHook } from "../nn/Attention.js"
 import type { Weights } from "../nn/Weights.js"
 import type { NoiseSchedule } from "../schedule/NoiseSchedule.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
 import type { tf } from "../tensor/Tf.js"
-import type { Tokenizer } from "../tokenizer/Tokenizer.js"
+import type { PromptError, Tokenizer } from "../tokenizer/Tokenizer.js"
 
 export interface BackboneInfo {
   readonly kind: "fake" | "stable-diffusion" | "toy"
@@ -64,6 +65,10 @@ export interface BackboneShape {
   readonly decodeLatents: (latents: tf.Tensor) => tf.Tensor
   /** The denoiser's output (noise, velocity or sample, per `schedule.config.predictionType`). */
   readonly denoise: (w: Weights, input: DenoiseInput) => tf.Tensor
+  /** Refuses a caption the model cannot learn from or draw (the built-in model: text outside its world). */
+  readonly checkCaption?: ((caption: string) => PromptError | undefined) | undefined
+  /** Refuses a training image the model cannot learn from as it is (the built-in model: not a world-sized image). */
+  readonly checkImage?: ((file: string, image: RgbImage) => ImageError | undefined) | undefined
 }
 
 export class Backbone extends Context.Service<Backbone, BackboneShape>()("@disendiff/core/Backbone") {}

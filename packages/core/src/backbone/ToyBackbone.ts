@@ -1,9 +1,11 @@
 /**
  * The built-in model as a `Backbone`: the toy configuration of SD's text encoder and UNet, an exact
  * pixel-shuffle autoencoder, word tokens over the shapes world, and weights from the committed file
- * (or any tensors, e.g. an EMA during pretraining).
+ * (or any tensors, e.g. an EMA during pretraining). It learns only from its world: captions in the
+ * world's grammar and 32x32 images, and at most as many modifier tokens as its table reserves.
  */
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Result } from "effect"
+import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as PixelShuffle from "../autoencoder/PixelShuffle.js"
@@ -15,7 +17,11 @@ import type { Weights } from "../nn/Weights.js"
 import { makeNoiseSchedule } from "../schedule/NoiseSchedule.js"
 import { scopedTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
+import { ImageError, type RgbImage } from "../image/Image.js"
+import { PromptError } from "../tokenizer/Tokenizer.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
+import { parseCaption } from "../world/Caption.js"
+import { WORLD_SIZE } from "../world/Scene.js"
 import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
 import { modelIdentity } from "./Identity.js"
 
@@ -33,6 +39,22 @@ export interface ToyBackboneOptions {
 /** The committed built-in weights (float16 safetensors) and their description. */
 export const builtinWeightsPath = fileURLToPath(new URL("../../assets/builtin/shapes.safetensors", import.meta.url))
 export const builtinModelName = "builtin-shapes"
+
+/** The world's grammar and words (`world/Caption.ts` says what is wrong and lists the vocabulary). */
+const checkCaption = (caption: string): PromptError | undefined => {
+  const parsed = parseCaption(caption)
+  return Result.isFailure(parsed)
+    ? new PromptError({ prompt: caption, reason: `the built-in model cannot read it: ${parsed.failure.reason}`, fix: parsed.failure.fix })
+    : undefined
+}
+
+/** Only world-sized images: cropping or resizing anything else would not give an image of the world. */
+const checkImage = (file: string, image: RgbImage): ImageError | undefined =>
+  image.width === WORLD_SIZE && image.height === WORLD_SIZE ? undefined : new ImageError({
+    path: file,
+    reason: `it is ${image.width}x${image.height} pixels, but the built-in model learns from ${WORLD_SIZE}x${WORLD_SIZE} images of its shapes world`,
+    fix: `give a ${WORLD_SIZE}x${WORLD_SIZE} PNG of shapes on a plain background (\`disendiff demo\` writes one, training-image.png), or personalise a Stable Diffusion model (--backbone sd) for other images`
+  })
 
 /** A toy backbone over given tensors (named `text.*` and `unet.*`, our layouts). */
 export const makeToyBackbone = (
@@ -91,7 +113,9 @@ export const makeToyBackbone = (
         context: input.context,
         hook: input.hook,
         detachFirstToken: true
-      })
+      }),
+    checkCaption,
+    checkImage
   }
 }
 
@@ -114,11 +138,29 @@ export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(fil
   return { cfg, params }
 })
 
+/** How to get a weights file that is not there: the built-in one is made by pretraining. */
+export const missingWeights = (file: string): ModelError =>
+  new ModelError({
+    path: file,
+    reason: file === builtinWeightsPath ? "the built-in model's weights are not in this installation" : "no such weights file",
+    fix: file === builtinWeightsPath
+      ? `train them with \`disendiff pretrain --out P\` and write them here with \`disendiff export-builtin --checkpoint P/checkpoint.msgpack --out ${file}\`, or give the path of another weights file written by export-builtin`
+      : "check the path, or write a weights file with `disendiff export-builtin`"
+  })
+
 export const make = (options: ToyBackboneOptions) =>
   Effect.gen(function*() {
     yield* TensorRuntime
     const file = options.weights ?? builtinWeightsPath
+    yield* Effect.tryPromise({ try: () => fs.access(file), catch: () => missingWeights(file) })
     const { cfg, params } = yield* Effect.acquireRelease(readToyWeights(file), ({ params }) => Effect.sync(() => tf.dispose([...params.values()])))
+    if (options.modifiers.length > cfg.reservedModifiers) {
+      return yield* new ModelError({
+        path: file,
+        reason: `the built-in model reserves ${cfg.reservedModifiers} modifier tokens, but ${options.modifiers.length} were asked for (${options.modifiers.join(" ")})`,
+        fix: `personalise at most ${cfg.reservedModifiers} concepts at a time (a world image holds at most 3 objects)`
+      })
+    }
     const identity = yield* modelIdentity({ kind: "toy", config: cfg }, params)
     const backbone = makeToyBackbone(cfg, params, { ...options, name: options.weights === undefined ? builtinModelName : path.basename(file), identity })
     yield* scopedTensors(() => backbone.parameters.trainable.get(modifierEmbeddingsName), (t) => (t === undefined ? [] : [t]))

@@ -41,17 +41,18 @@ export interface SampleRequest {
   readonly inpaint?: InpaintSource | undefined
   /** Overrides the backbone's own sampling options. */
   readonly sampling?: SamplingOptions | undefined
-  /** Called with (step, steps) after each step of each chunk. */
-  readonly onStep?: ((done: number, total: number) => Effect.Effect<void>) | undefined
+  /** Called with (step, steps, index of the chunk's first image) after each step of each chunk. */
+  readonly onStep?: ((done: number, total: number, first: number) => Effect.Effect<void>) | undefined
   /**
    * Cross-attention maps of the conditional rows at the given step indices (0 = noisiest; default
-   * all): `onMaps` gets the probe's aggregate `[images, H*W, tokens]` while it is alive (inside the
-   * step's tidy; keep what outlives it with `tf.keep`).
+   * all): `onMaps` gets the probe's aggregate `[images of the chunk, H*W, tokens]` and the index of
+   * the chunk's first image while it is alive (inside the step's tidy; keep what outlives it with
+   * `tf.keep`).
    */
   readonly attention?: {
     readonly selection: ProbeSelection
     readonly steps?: ReadonlyArray<number> | undefined
-    readonly onMaps: (step: number, maps: AggregatedMaps) => void
+    readonly onMaps: (step: number, maps: AggregatedMaps, first: number) => void
   } | undefined
 }
 
@@ -132,7 +133,7 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
             if (probe !== undefined) {
               const a = aggregate(probe.recording.calls(), probe.selection)
               const rows = a.maps.shape[0]!
-              probe.onMaps(i, { ...a, maps: guided ? tf.slice(a.maps, [rows / 2, 0, 0], [rows / 2, -1, -1]) : a.maps })
+              probe.onMaps(i, { ...a, maps: guided ? tf.slice(a.maps, [rows / 2, 0, 0], [rows / 2, -1, -1]) : a.maps }, start)
             }
             const modelOutput = guided
               ? (() => {
@@ -152,7 +153,7 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
           }))
         latents.dispose()
         latents = next
-        if (req.onStep !== undefined) yield* req.onStep(i + 1, ts.length)
+        if (req.onStep !== undefined) yield* req.onStep(i + 1, ts.length, start)
         yield* Effect.yieldNow
       }
       const pixels = yield* runTensors("decoding", () => tf.tidy(() => backbone.decodeLatents(latents)))

@@ -136,12 +136,20 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
     optimizer: optimizer.config
   }
   const caption = config.template.replace("{}", config.prompt)
+  const unreadable = backbone.checkCaption?.(caption)
+  if (unreadable !== undefined) return yield* unreadable
   yield* checkPrompt(backbone.tokenizer, config.prompt, caption)
   const size = backbone.info.imageSize.height
   const latentFactor = size / backbone.info.latentShape.height
   const image = yield* readImage(config.image)
+  const unusable = backbone.checkImage?.(config.image, image)
+  if (unusable !== undefined) return yield* unusable
   const target: Item = { image: prepareImage(image, size), caption, isTarget: true }
   const regularization = (yield* regularizationItems(config, options.out, backbone)).map((r) => ({ ...r, image: prepareImage(r.image, size) }))
+  for (const r of regularization) {
+    const bad = backbone.checkCaption?.(r.caption)
+    if (bad !== undefined) return yield* bad
+  }
 
   // ---- state ----
   const names = [...backbone.parameters.trainable.keys()]

@@ -66,7 +66,7 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
   const words = splitWords(text)
   const fail = (word: string, reason: string, fix: string) => Result.fail(new CaptionError({ caption: text, word, reason, fix }))
   const unknown = words.find((w) => !WORLD_WORDS.includes(w) && !MODIFIER_PATTERN.test(w))
-  if (unknown !== undefined) return fail(unknown, `unknown word "${unknown}"`, `use ${VOCABULARY}`)
+  if (unknown !== undefined) return fail(unknown, `unknown word "${unknown}"`, `write it in the world's words: ${VOCABULARY}`)
   if (words.length === 0) return fail("", "it is empty", `write e.g. "${EXAMPLE}"`)
   const found = (w: string | undefined) => (w === undefined ? "the caption ends" : `found "${w}"`)
 

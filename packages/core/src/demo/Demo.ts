@@ -1,0 +1,342 @@
+/**
+ * The demo, end to end on the built-in model: draw the training image of two novel concepts, personalise
+ * the model on it twice from the same seed and data (DisenDiff, and Custom Diffusion as the baseline:
+ * the same run with calibration off), read each run's attention on the training image, sample the
+ * plan's three prompt groups with both, score every image with the world's evaluator, and write the
+ * figures, `metrics.json` and a self-contained `report.html` to the output folder.
+ *
+ * Progress is a typed `Stream` of events with an estimate of the time left, counted in denoiser row
+ * passes (`workUnits`), so training steps and sampling steps weigh what they cost.
+ */
+import { Clock, Effect, Layer, Queue, Result, Schema, Stream } from "effect"
+import * as fs from "node:fs/promises"
+import * as path from "node:path"
+import { AttentionProbe, defaultSelection } from "../attention/AttentionProbe.js"
+import { imageAttention, mapOf, type TokenMaps } from "../attention/ImageAttention.js"
+import { Backbone, type BackboneShape, type ModelError } from "../backbone/Backbone.js"
+import * as ToyBackbone from "../backbone/ToyBackbone.js"
+import { CheckpointError, Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
+import { column, enlarge, heatmap, row } from "../image/Heatmap.js"
+import { encodePng, type RgbImage } from "../image/Image.js"
+import { LossCalibrator } from "../loss/LossCalibrator.js"
+import { makeWeights } from "../nn/Weights.js"
+import { Optimizer } from "../optim/Optimizer.js"
+import { sample } from "../sampling/Sampler.js"
+import { TensorRuntime } from "../tensor/TensorRuntime.js"
+import { tf } from "../tensor/Tf.js"
+import { conceptTokens } from "../training/Prompt.js"
+import { checkpointPath, train, type TrainError } from "../training/Trainer.js"
+import { type CaptionError, parseCaption } from "../world/Caption.js"
+import { regularizationSet, trainingImage } from "./DemoData.js"
+import {
+  checkPlan,
+  conceptMap,
+  type DemoPlan,
+  byMethod,
+  type GroupName,
+  METHODS,
+  type MethodName,
+  methodLabel,
+  type PlannedPrompt,
+  plannedPrompts,
+  trainConfig,
+  workUnits
+} from "./DemoPlan.js"
+import { attentionOverlap, type DemoMetrics, type MethodSummary, scoreImage, summarise } from "./Metrics.js"
+import { type Figure, renderReport, type TokenFigure } from "./Report.js"
+
+export type DemoPhase = "prepare" | "train" | "attention" | "sample" | "report"
+
+export type DemoEvent =
+  | {
+    readonly _tag: "Started"
+    readonly seed: number
+    readonly quick: boolean
+    readonly weights: string
+    readonly backend: string
+    readonly out: string
+    /** Denoiser row passes the whole demo needs. */
+    readonly work: number
+  }
+  | { readonly _tag: "Phase"; readonly phase: DemoPhase; readonly method: MethodName | null; readonly description: string }
+  | {
+    readonly _tag: "Progress"
+    readonly phase: DemoPhase
+    readonly method: MethodName
+    /** Where the phase stands, e.g. "step 40/200". */
+    readonly detail: string
+    /** Of the whole demo's work. */
+    readonly fraction: number
+    readonly elapsedSeconds: number
+    readonly etaSeconds: number
+  }
+  | {
+    readonly _tag: "Finished"
+    readonly out: string
+    readonly report: string
+    readonly metrics: string
+    readonly seconds: number
+    readonly summary: Readonly<Record<MethodName, MethodSummary>>
+  }
+
+/** The output folder cannot be written. */
+export class DemoOutputError extends Schema.TaggedError<DemoOutputError>()("DemoOutputError", {
+  path: Schema.String,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `${this.path}: ${this.reason}. Fix: ${this.fix}`
+  }
+}
+
+export type DemoError = ModelError | TrainError | CaptionError | CheckpointError | DemoOutputError
+
+export interface DemoOptions {
+  readonly plan: DemoPlan
+  readonly out: string
+  /** A built-in model weights file; default: the installed one (`ToyBackbone.builtinWeightsPath`). */
+  readonly weights?: string | undefined
+}
+
+/** Report images are 32 px world images drawn 4x larger, pixels kept crisp. */
+const SCALE = 4
+
+const writeFile = (file: string, bytes: string | Uint8Array) =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.mkdir(path.dirname(file), { recursive: true })
+      await fs.writeFile(file, bytes)
+    },
+    catch: (e) => new DemoOutputError({ path: file, reason: `cannot write (${String(e)})`, fix: "check the output folder, its permissions and the free disk space" })
+  })
+
+export const run = (options: DemoOptions): Stream.Stream<DemoEvent, DemoError, TensorRuntime> =>
+  Stream.callback<DemoEvent, DemoError, TensorRuntime>((queue) =>
+    program(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
+  )
+
+/** The word tokens of a prompt (no start, end or padding) and their positions. */
+const words = (backbone: BackboneShape, text: string) => {
+  const encoded = backbone.tokenizer.encode(text)
+  return Array.from({ length: encoded.length - 2 }, (_, i) => ({ position: i + 1, token: encoded.tokens[i + 1]! }))
+}
+
+/** An image beside one heatmap per word token, enlarged. */
+const tokenFigure = (backbone: BackboneShape, image: RgbImage, text: string, maps: TokenMaps) => {
+  const tokens = words(backbone, text)
+  const picture = enlarge(row([image, ...tokens.map((t) => heatmap(mapOf(maps, t.position), maps.height, maps.width, image))]), SCALE)
+  return { picture, tokens: tokens.map((t) => t.token) }
+}
+
+const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: DemoEvent) => Effect.Effect<unknown>) {
+  const { plan, out } = options
+  const planError = checkPlan(plan)
+  if (planError !== undefined) return yield* planError
+  const runtime = yield* TensorRuntime
+  const t0 = yield* Clock.currentTimeMillis
+  const work = workUnits(plan)
+  const weightsFile = options.weights ?? ToyBackbone.builtinWeightsPath
+  yield* emit({ _tag: "Started", seed: plan.seed, quick: plan.quick, weights: weightsFile, backend: runtime.backend, out, work: work.total })
+
+  let done = 0
+  // the rate is measured from the end of the first unit of work on: loading the model and the first
+  // (warm-up) step would otherwise inflate the early estimates
+  let rateStart: { readonly at: number; readonly done: number } | undefined
+  const progress = (phase: DemoPhase, method: MethodName, detail: string, units: number) =>
+    Effect.gen(function*() {
+      done += units
+      const now = yield* Clock.currentTimeMillis
+      const elapsedSeconds = (now - t0) / 1000
+      const rate = rateStart === undefined ? done / elapsedSeconds : (done - rateStart.done) / ((now - rateStart.at) / 1000)
+      rateStart ??= { at: now, done }
+      const etaSeconds = (work.total - done) / rate
+      yield* emit({ _tag: "Progress", phase, method, detail, fraction: done / work.total, elapsedSeconds, etaSeconds })
+    })
+  const phase = (phase: DemoPhase, method: MethodName | null, description: string) => emit({ _tag: "Phase", phase, method, description })
+
+  const figure = (name: string, picture: RgbImage, alt: string) =>
+    Effect.gen(function*() {
+      const f: Figure = { file: `figures/${name}.png`, png: encodePng(picture), alt }
+      yield* writeFile(path.join(out, f.file), f.png)
+      return f
+    })
+
+  return yield* Effect.gen(function*() {
+    const backbone = yield* Backbone
+
+    // ---- data ----
+    yield* phase("prepare", null, "drawing the training image and the regularisation set")
+    const data = trainingImage(plan)
+    const imageFile = path.join(out, "training-image.png")
+    yield* writeFile(imageFile, encodePng(data.image))
+    const trainingFigure = yield* figure("training-image", enlarge(data.image, 2 * SCALE), data.caption)
+    const regularization = regularizationSet(plan)
+    const regularizationDir = regularization.length === 0 ? null : path.join(out, "regularization")
+    if (regularizationDir !== null) {
+      // a folder left by an earlier run with more images would not match the captions
+      yield* Effect.promise(() => fs.rm(regularizationDir, { recursive: true, force: true }))
+      for (const [i, r] of regularization.entries()) yield* writeFile(path.join(regularizationDir, `${String(i).padStart(4, "0")}.png`), encodePng(r.image))
+      yield* writeFile(path.join(regularizationDir, "captions.txt"), regularization.map((r) => r.caption).join("\n") + "\n")
+    }
+
+    const prompts = plannedPrompts(plan)
+    const flat = prompts.flatMap((p) => p.seeds.map((seed) => ({ prompt: p.prompt, seed })))
+    const concepts = conceptMap(plan)
+    const specs = new Map(prompts.map((p) => [p.prompt, Result.getOrThrow(parseCaption(p.prompt))]))
+    const classPositions = conceptTokens(backbone.tokenizer, backbone.tokenizer.encode(data.caption).ids).map((c) => c.classes[0]!)
+
+    const personalise = (method: MethodName) => Effect.gen(function*() {
+      // ---- personalise ----
+      const config = trainConfig(plan, method, { image: imageFile, regularization: regularizationDir, caption: data.caption })
+      yield* phase("train", method, `personalising with ${methodLabel[method]}: ${config.steps} steps`)
+      const tTrain = yield* Clock.currentTimeMillis
+      let last = { loss: Number.NaN, base: Number.NaN, bind: null as number | null, separation: null as number | null }
+      const stepUnits = work.train / config.steps
+      yield* train({ config, out: path.join(out, method) }).pipe(
+        Stream.runForEach((e) => {
+          if (e._tag !== "Step") return Effect.void
+          last = { loss: e.loss, base: e.base, bind: e.bind, separation: e.separation }
+          return progress("train", method, `step ${e.step}/${e.totalSteps}`, stepUnits)
+        }),
+        Effect.provide(Layer.mergeAll(AttentionProbe.layer(), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+      )
+      const training = { ...last, checkpoint: path.join(method, "checkpoint.msgpack"), seconds: ((yield* Clock.currentTimeMillis) - tTrain) / 1000 }
+
+      return yield* Effect.scoped(Effect.gen(function*() {
+        const snapshot = yield* loadCheckpoint(checkpointPath(path.join(out, method)))
+        const trained = yield* Effect.acquireRelease(
+          Effect.sync(() => new Map([...snapshot.trainable].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))),
+          (m) => Effect.sync(() => tf.dispose([...m.values()]))
+        )
+
+        // ---- attention on the training image ----
+        yield* phase("attention", method, "reading the attention maps of the training image")
+        const maps = yield* imageAttention(backbone, makeWeights(backbone.parameters.frozen, trained), {
+          image: data.image,
+          caption: data.caption,
+          timesteps: plan.attentionTimesteps,
+          seed: plan.seed,
+          selection: defaultSelection
+        })
+        const overlap = attentionOverlap(mapOf(maps, classPositions[0]!), mapOf(maps, classPositions[1]!))
+        const attention = tokenFigure(backbone, data.image, data.caption, maps)
+        const attentionFigure = yield* figure(`attention-training-${method}`, attention.picture, `${methodLabel[method]}: attention of each token on the training image`)
+
+        // ---- sample ----
+        yield* phase("sample", method, `sampling ${flat.length} images (${prompts.length} prompts x ${plan.sampling.seedsPerPrompt} seeds)`)
+        const sums = new Map<number, tf.Tensor>()
+        let grid = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
+        const rowsPerImage = plan.sampling.guidance === 1 ? 1 : 2
+        const sampled = yield* sample(backbone, {
+          prompts: flat.map((f) => f.prompt),
+          seeds: flat.map((f) => f.seed),
+          steps: plan.sampling.steps,
+          guidance: plan.sampling.guidance,
+          eta: 0,
+          trained,
+          batchSize: plan.sampling.batchSize,
+          onStep: (i, n, first) => {
+            const size = Math.min(plan.sampling.batchSize, flat.length - first)
+            return progress("sample", method, `images ${first + 1}-${first + size} of ${flat.length}, step ${i}/${n}`, size * rowsPerImage)
+          },
+          attention: {
+            selection: defaultSelection,
+            onMaps: (_, a, first) => {
+              const previous = sums.get(first)
+              sums.set(first, tf.keep(previous === undefined ? tf.clone(a.maps) : tf.add(previous, a.maps)))
+              previous?.dispose()
+              grid = { height: a.height, width: a.width, layers: a.layers }
+            }
+          }
+        })
+        // the maps of each image, averaged over the sampling steps
+        const sampleMaps: Array<TokenMaps> = []
+        for (const [first, sum] of [...sums].sort((a, b) => a[0] - b[0])) {
+          const [b, , T] = sum.shape as [number, number, number]
+          const all = (yield* Effect.promise(() => sum.data())) as Float32Array
+          sum.dispose()
+          const per = all.length / b
+          for (let k = 0; k < b; k++) {
+            const data = all.slice(k * per, (k + 1) * per).map((v) => v / plan.sampling.steps)
+            sampleMaps[first + k] = { data, tokens: T, ...grid }
+          }
+        }
+        const scores = sampled.images.map((img, i) => scoreImage(img, specs.get(flat[i]!.prompt)!, concepts))
+        return { training, overlap, attention: { figure: attentionFigure, tokens: attention.tokens }, scores, samples: sampled.images, sampleMaps }
+      }))
+    })
+    // one method after the other, in plan order
+    const results = yield* Effect.all(byMethod(personalise))
+
+    // ---- figures, metrics, report ----
+    yield* phase("report", null, "writing the figures, metrics.json and report.html")
+    const imagesOf = (p: PlannedPrompt) => ({ start: p.first, end: p.first + p.seeds.length })
+    const promptFigures: Array<{ readonly planned: PlannedPrompt; readonly methods: Record<MethodName, { readonly grid: Figure; readonly attention: TokenFigure }> }> = []
+    for (const p of prompts) {
+      const { start, end } = imagesOf(p)
+      const methods = yield* Effect.all(byMethod((method) =>
+        Effect.gen(function*() {
+          const r = results[method]
+          const name = `${method}-${p.group}-${p.index + 1}`
+          const grid = yield* figure(`samples-${name}`, enlarge(row(r.samples.slice(start, end)), SCALE), `${methodLabel[method]}: "${p.prompt}", seeds ${p.seeds.join(", ")}`)
+          const att = tokenFigure(backbone, r.samples[start]!, p.prompt, r.sampleMaps[start]!)
+          const attFigure = yield* figure(`attention-${name}`, att.picture, `${methodLabel[method]}: attention of each token while sampling "${p.prompt}" (seed ${p.seeds[0]})`)
+          return { grid, attention: { figure: attFigure, tokens: att.tokens } }
+        })
+      ))
+      promptFigures.push({ planned: p, methods })
+    }
+    const overview = yield* figure(
+      "overview",
+      column(METHODS.map((m) => enlarge(row(prompts.map((p) => results[m].samples[imagesOf(p).start]!)), SCALE))),
+      "the first seed of every prompt: DisenDiff above, the baseline below"
+    )
+
+    const summary = byMethod((m): MethodSummary => {
+      const group = (g: GroupName) =>
+        summarise(prompts.filter((p) => p.group === g).flatMap((p) => {
+          const { start, end } = imagesOf(p)
+          return results[m].scores.slice(start, end)
+        }))
+      return { combined: group("combined"), concept1: group("concept1"), concept2: group("concept2"), attentionOverlap: results[m].overlap }
+    })
+    const seconds = ((yield* Clock.currentTimeMillis) - t0) / 1000
+    const metrics: DemoMetrics = {
+      seed: plan.seed,
+      quick: plan.quick,
+      weights: { file: weightsFile, model: backbone.info.name, identity: backbone.info.identity, builtin: weightsFile === ToyBackbone.builtinWeightsPath },
+      backend: runtime.backend,
+      seconds,
+      plan,
+      caption: data.caption,
+      summary,
+      training: byMethod((m) => results[m].training),
+      prompts: prompts.map((p) => {
+        const { start, end } = imagesOf(p)
+        return {
+          group: p.group,
+          prompt: p.prompt,
+          seeds: p.seeds,
+          methods: byMethod((m) => {
+            const scores = results[m].scores.slice(start, end)
+            return { ...summarise(scores), perImage: scores.map((s, k) => ({ seed: p.seeds[k]!, ...s })) }
+          })
+        }
+      })
+    }
+    const metricsFile = path.join(out, "metrics.json")
+    yield* writeFile(metricsFile, JSON.stringify(metrics, null, 2) + "\n")
+    const reportFile = path.join(out, "report.html")
+    yield* writeFile(reportFile, renderReport({
+      metrics,
+      trainingImage: trainingFigure,
+      overview,
+      trainingAttention: byMethod((m) => results[m].attention),
+      prompts: promptFigures
+    }))
+    yield* emit({ _tag: "Finished", out, report: reportFile, metrics: metricsFile, seconds, summary })
+  }).pipe(
+    Effect.provide(ToyBackbone.layer({ modifiers: plan.concepts.map((c) => c.modifier), weights: options.weights }))
+  )
+})

@@ -5,6 +5,7 @@ import { checkpoint } from "./commands/Checkpoint.js"
 import { demo } from "./commands/Demo.js"
 import { attention } from "./commands/Attention.js"
 import { bench } from "./commands/Bench.js"
+import { builtinReport } from "./commands/BuiltinReport.js"
 import { exportBuiltin, pretrain } from "./commands/Pretrain.js"
 import { sample } from "./commands/Sample.js"
 import { train } from "./commands/Train.js"
@@ -13,7 +14,7 @@ export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([demo, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin])
+  Command.withSubcommands([demo, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport])
 )
 
 export const run = Command.run(disendiff, { version })

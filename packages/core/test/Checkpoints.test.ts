@@ -13,7 +13,9 @@ const snapshot = (): Snapshot => ({
     rng: { algorithm: "philox4x32-10", seed: 7 },
     dataCursor: 12,
     baseModel: { kind: "fake", name: "fake", identity: "abc" },
-    lossHistory: [{ step: 1, loss: 0.5, base: 0.4, bind: 1.2, separation: null, lr: 1e-3, gradNorm: 2 }]
+    lossHistory: [{ step: 1, loss: 0.5, base: 0.4, bind: 1.2, separation: null, lr: 1e-3, gradNorm: 2 }],
+    // pretraining's record must survive a round trip (resumed runs keep their evaluations and time)
+    pretraining: { evaluations: [{ step: 1, scores: [0.5] }], seconds: 12.5 }
   },
   trainable: new Map([["w", { shape: [2, 3], data: new Float32Array([1.5, -2.25, 300.125, 1e-30, -0, Math.PI]) }]]),
   optimizer: {

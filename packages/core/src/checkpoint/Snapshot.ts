@@ -35,7 +35,9 @@ export const SnapshotHeader = Schema.Struct({
   /** Micro-batches consumed; the data order is a pure function of it and the seed. */
   dataCursor: Schema.Int.check(Schema.isGreaterThanOrEqualTo(0)),
   baseModel: Schema.Struct({ kind: Schema.String, name: Schema.String, identity: Schema.String }),
-  lossHistory: Schema.Array(LossRecord)
+  lossHistory: Schema.Array(LossRecord),
+  /** Pretraining's own record: evaluations over time and training seconds (kept through resumes). */
+  pretraining: Schema.optionalKey(Schema.Unknown)
 })
 export type SnapshotHeader = typeof SnapshotHeader.Type
 

@@ -1,0 +1,166 @@
+/**
+ * The built-in model's quality gate (issue 6), measured with the world's analytic evaluator:
+ * 1. held-out prompts: one-object and two-object all-correct rates, and backgrounds as asked;
+ * 2. personalisation: after DisenDiff training on the demo's two-novel-concept image (the demo's plan),
+ *    samples of the training caption show both novel concepts.
+ * `markdown` renders the numbers and the training curve for docs/built-in-model.md.
+ */
+import { Effect, Layer, Stream } from "effect"
+import * as fs from "node:fs/promises"
+import * as os from "node:os"
+import * as path from "node:path"
+import { AttentionProbe } from "../attention/AttentionProbe.js"
+import { Backbone } from "../backbone/Backbone.js"
+import * as ToyBackbone from "../backbone/ToyBackbone.js"
+import { Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
+import { regularizationSet, trainingImage } from "../demo/DemoData.js"
+import { conceptMap, demoPlan, trainConfig } from "../demo/DemoPlan.js"
+import { encodePng } from "../image/Image.js"
+import { LossCalibrator } from "../loss/LossCalibrator.js"
+import { Optimizer } from "../optim/Optimizer.js"
+import { sample } from "../sampling/Sampler.js"
+import type { TensorRuntime } from "../tensor/TensorRuntime.js"
+import { tf } from "../tensor/Tf.js"
+import { train } from "../training/Trainer.js"
+import { detect } from "../world/Detect.js"
+import { novelAppearance } from "../world/NovelAppearance.js"
+import { isNovel } from "../world/Score.js"
+import { type Evaluation, evaluate } from "./Evaluate.js"
+
+export interface GateOptions {
+  readonly weights: string
+  /** Held-out prompts per group. */
+  readonly n: number
+  readonly steps: number
+  readonly guidance: number
+  /** Samples of the training caption after personalisation. */
+  readonly personalisationSamples: number
+}
+
+export interface GateResult {
+  readonly heldOut: Evaluation
+  readonly personalisation: { readonly samples: number; readonly bothConcepts: number; readonly caption: string; readonly trainingSteps: number }
+  readonly pass: { readonly oneObject: boolean; readonly twoObjects: boolean; readonly backgrounds: boolean; readonly personalisation: boolean }
+}
+
+/** The issue's thresholds. */
+export const thresholds = { oneObject: 0.8, twoObjects: 0.6, backgrounds: 0.8, personalisation: 0.8 }
+
+export const runGate = (o: GateOptions) =>
+  Effect.gen(function*() {
+    const heldOut = yield* Effect.gen(function*() {
+      const backbone = yield* Backbone
+      const e = yield* evaluate(backbone, { n: o.n, steps: o.steps, guidance: o.guidance, seed: 2000 })
+      return { oneObject: e.oneObject, twoObjects: e.twoObjects }
+    }).pipe(Effect.provide(ToyBackbone.layer({ modifiers: [], weights: o.weights })))
+
+    // personalisation on the demo's data with its DisenDiff settings
+    const plan = demoPlan()
+    const dir = yield* Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "disendiff-gate-")))
+    const data = trainingImage(plan)
+    const image = path.join(dir, "training.png")
+    yield* Effect.promise(() => fs.writeFile(image, encodePng(data.image)))
+    const reg = regularizationSet(plan)
+    const regDir = reg.length === 0 ? null : path.join(dir, "regularization")
+    if (regDir !== null) {
+      yield* Effect.promise(async () => {
+        await fs.mkdir(regDir, { recursive: true })
+        for (const [i, r] of reg.entries()) await fs.writeFile(path.join(regDir, `${String(i).padStart(4, "0")}.png`), encodePng(r.image))
+        await fs.writeFile(path.join(regDir, "captions.txt"), reg.map((r) => r.caption).join("\n") + "\n")
+      })
+    }
+    const config = { ...trainConfig(plan, "disendiff", { image, regularization: regDir, caption: data.caption }), model: o.weights }
+    const modifiers = plan.concepts.map((c) => c.modifier)
+    const classWords = plan.concepts.map((c) => novelAppearance(c.concept).shape)
+    const backboneLayer = ToyBackbone.layer({ modifiers, classWords, weights: o.weights })
+    yield* train({ config, out: path.join(dir, "run") }).pipe(
+      Stream.runDrain,
+      Effect.provide(Layer.mergeAll(backboneLayer, AttentionProbe.layer(), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+    )
+    const snapshot = yield* loadCheckpoint(path.join(dir, "run", "checkpoint.msgpack"))
+    const concepts = conceptMap(plan)
+    const both = yield* Effect.gen(function*() {
+      const backbone = yield* Backbone
+      const trained = new Map([...snapshot.trainable].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
+      const r = yield* sample(backbone, {
+        prompts: Array.from({ length: o.personalisationSamples }, () => data.caption),
+        seeds: Array.from({ length: o.personalisationSamples }, (_, i) => 3000 + i),
+        steps: o.steps,
+        guidance: o.guidance,
+        eta: 0,
+        trained,
+        batchSize: 8
+      })
+      tf.dispose([...trained.values()])
+      return r.images.filter((img) => {
+        const objects = detect(img).objects
+        return Object.values(concepts).every((c) => objects.some((d) => isNovel(d, novelAppearance(c))))
+      }).length
+    }).pipe(Effect.provide(backboneLayer))
+    yield* Effect.promise(() => fs.rm(dir, { recursive: true, force: true }))
+    const personalisation = { samples: o.personalisationSamples, bothConcepts: both / o.personalisationSamples, caption: data.caption, trainingSteps: config.steps }
+    const result: GateResult = {
+      heldOut,
+      personalisation,
+      pass: {
+        oneObject: heldOut.oneObject.allCorrect >= thresholds.oneObject,
+        twoObjects: heldOut.twoObjects.allCorrect >= thresholds.twoObjects,
+        backgrounds: Math.min(heldOut.oneObject.background, heldOut.twoObjects.background) >= thresholds.backgrounds,
+        personalisation: personalisation.bothConcepts >= thresholds.personalisation
+      }
+    }
+    return result
+  })
+
+export type GateRequirements = TensorRuntime
+
+const pct = (x: number) => `${(100 * x).toFixed(0)}%`
+
+export const gateMarkdown = (g: GateResult, o: GateOptions & { readonly date: string; readonly backend: string }) => {
+  const row = (name: string, r: Evaluation["oneObject"]) =>
+    `| ${name} | ${r.n} | ${pct(r.count)} | ${pct(r.shapes)} | ${pct(r.colours)} | ${pct(r.background)} | ${pct(r.allCorrect)} |`
+  const mark = (ok: boolean) => (ok ? "pass" : "FAIL")
+  return [
+    `Measured ${o.date} on ${o.backend} by \`disendiff builtin-report --gate\` on \`${path.basename(o.weights)}\`: held-out prompts (caption combinations never seen in pretraining), DDIM ${o.steps} steps, guidance ${o.guidance}.`,
+    "",
+    "| prompts | n | count | shapes | colours | background (when named) | all correct |",
+    "|---|---|---|---|---|---|---|",
+    row("one object", g.heldOut.oneObject),
+    row("two objects", g.heldOut.twoObjects),
+    "",
+    "| gate | threshold | measured | result |",
+    "|---|---|---|---|",
+    `| one object all correct | ${pct(thresholds.oneObject)} | ${pct(g.heldOut.oneObject.allCorrect)} | ${mark(g.pass.oneObject)} |`,
+    `| two objects all correct | ${pct(thresholds.twoObjects)} | ${pct(g.heldOut.twoObjects.allCorrect)} | ${mark(g.pass.twoObjects)} |`,
+    `| backgrounds as asked | ${pct(thresholds.backgrounds)} | ${pct(Math.min(g.heldOut.oneObject.background, g.heldOut.twoObjects.background))} | ${mark(g.pass.backgrounds)} |`,
+    `| both novel concepts in samples of "${g.personalisation.caption}" after DisenDiff (${g.personalisation.trainingSteps} steps, ${g.personalisation.samples} samples) | ${pct(thresholds.personalisation)} | ${pct(g.personalisation.bothConcepts)} | ${mark(g.pass.personalisation)} |`
+  ].join("\n")
+}
+
+/** The training curve from a pretraining checkpoint's history: loss (mean per interval), evaluations, time. */
+export const curveMarkdown = (file: string) =>
+  Effect.map(loadCheckpoint(file), (s) => {
+    const h = s.header
+    const extra = (h as unknown as { pretraining?: { evaluations?: ReadonlyArray<{ step: number; samples: number; seconds: number; backend: string; evaluation: Evaluation }>; seconds?: number } }).pretraining
+    const config = h.config as { batchSize: number; gradientAccumulation: number }
+    const perStep = config.batchSize * config.gradientAccumulation
+    const evals = new Map((extra?.evaluations ?? []).map((e) => [e.step, e]))
+    const every = Math.max(100, Math.ceil(h.step / 30 / 100) * 100)
+    const lines = [
+      `From \`${path.basename(file)}\` at step ${h.step} (${h.step * perStep} samples, ${((extra?.seconds ?? 0) / 3600).toFixed(1)} h of training). Loss: the mean of the interval's steps; evaluation: the EMA weights on held-out prompts (24 per group, 25 steps, guidance 4), all-correct rates.`,
+      "",
+      "| step | samples | loss | hours | backend | one object | two objects |",
+      "|---|---|---|---|---|---|---|"
+    ]
+    for (let start = 0; start < h.step; start += every) {
+      const end = Math.min(h.step, start + every)
+      const slice = h.lossHistory.filter((r) => r.step > start && r.step <= end)
+      if (slice.length === 0) continue
+      const loss = slice.reduce((a, r) => a + r.loss, 0) / slice.length
+      const ev = [...evals.values()].filter((e) => e.step > start && e.step <= end).at(-1)
+      lines.push(
+        `| ${end} | ${end * perStep} | ${loss.toFixed(4)} | ${ev === undefined ? "" : (ev.seconds / 3600).toFixed(1)} | ${ev?.backend ?? ""} | ${ev === undefined ? "" : pct(ev.evaluation.oneObject.allCorrect)} | ${ev === undefined ? "" : pct(ev.evaluation.twoObjects.allCorrect)} |`
+      )
+    }
+    return lines.join("\n")
+  })

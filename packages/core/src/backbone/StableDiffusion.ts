@@ -6,7 +6,7 @@
  */
 import { Effect, Layer } from "effect"
 import { createHash } from "node:crypto"
-import { type DiffusersFolder, noiseScheduleConfig, readDiffusersFolder } from "../io/DiffusersFolder.js"
+import { type DiffusersFolder, noiseScheduleConfig, readDiffusersFolder, samplingOptions } from "../io/DiffusersFolder.js"
 import { readSafetensors, readSafetensorsHeader } from "../io/Safetensors.js"
 import * as Vae from "../models/AutoencoderKl.js"
 import { clipTextForward } from "../models/ClipTextModel.js"
@@ -16,7 +16,6 @@ import { clipParameterShapes, parameterCount, unetParameterShapes, vaeParameterS
 import { crossAttentionLayers, unetForward } from "../models/Unet2dConditionModel.js"
 import { makeWeights } from "../nn/Weights.js"
 import { makeNoiseSchedule } from "../schedule/NoiseSchedule.js"
-import type { SamplingOptions } from "../schedule/Schedulers.js"
 import { OutOfMemory, memoryFix, scopedTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { type ClipTokenizer, makeClipTokenizer, rareTokenInitRows } from "../tokenizer/ClipTokenizer.js"
@@ -167,13 +166,7 @@ export const make = (o: StableDiffusionOptions) =>
     if (rows.length > 0) trainable.set(modifierEmbeddingsName, yield* scopedTensors(() => tf.gather(table, rows), (t) => [t]))
 
     const sc = folder.scheduler.config
-    const sampling: SamplingOptions = {
-      spacing: sc.timestep_spacing as SamplingOptions["spacing"],
-      stepsOffset: sc.steps_offset,
-      setAlphaToOne: sc.set_alpha_to_one,
-      clipSample: sc.clip_sample ? sc.clip_sample_range : null,
-      useClippedModelOutput: false
-    }
+    const sampling = samplingOptions(sc)
     const latent = resolution / factor
     const frozenWeights = makeWeights(frozen)
     const backbone: BackboneShape = {

@@ -12,6 +12,7 @@ import { Effect, Schema } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { ModelError } from "../backbone/Backbone.js"
+import type { SamplingOptions } from "../schedule/Schedulers.js"
 import type { NoiseScheduleConfig } from "../schedule/NoiseSchedule.js"
 
 const withDefault = <S extends Schema.Top>(schema: S, value: S["Encoded"]) =>
@@ -257,6 +258,15 @@ const schedulerChecks = (c: SchedulerConfig): ReadonlyArray<Check> => [
   ["timestep_spacing", ["leading", "trailing", "linspace"].includes(c.timestep_spacing), "supported: leading, trailing, linspace"],
   ["thresholding", !c.thresholding, "dynamic thresholding is not supported"]
 ]
+
+/** How a scheduler config samples: timestep spacing, offsets, x0 clipping. */
+export const samplingOptions = (c: SchedulerConfig): SamplingOptions => ({
+  spacing: c.timestep_spacing as SamplingOptions["spacing"],
+  stepsOffset: c.steps_offset,
+  setAlphaToOne: c.set_alpha_to_one,
+  clipSample: c.clip_sample ? c.clip_sample_range : null,
+  useClippedModelOutput: false
+})
 
 /** The training noise schedule a scheduler config describes. */
 export const noiseScheduleConfig = (c: SchedulerConfig): NoiseScheduleConfig => ({

@@ -10,7 +10,7 @@ import * as path from "node:path"
 import { makeClipTokenizer } from "../tokenizer/ClipTokenizer.js"
 import { readOpenAiVocabulary } from "../tokenizer/ClipVocabulary.js"
 import { ModelError } from "../backbone/Backbone.js"
-import { type DiffusersFolder, noiseScheduleConfig, readDiffusersFolder, SchedulerConfig } from "../io/DiffusersFolder.js"
+import { type DiffusersFolder, noiseScheduleConfig, readDiffusersFolder, samplingOptions, SchedulerConfig } from "../io/DiffusersFolder.js"
 import { readSafetensors, type StoredTensor } from "../io/Safetensors.js"
 import * as Vae from "../models/AutoencoderKl.js"
 import { clipTextForward, pooledOutput } from "../models/ClipTextModel.js"
@@ -200,14 +200,7 @@ const runners: Record<string, Runner> = {
   ddim: (m, io, schedule) => {
     const out: Outputs = new Map()
     const cfg = unetConfig(m.folder.unet.config)
-    const sc = m.folder.scheduler.config
-    const o: SamplingOptions = {
-      spacing: sc.timestep_spacing as SamplingOptions["spacing"],
-      stepsOffset: sc.steps_offset,
-      setAlphaToOne: sc.set_alpha_to_one,
-      clipSample: sc.clip_sample ? sc.clip_sample_range : null,
-      useClippedModelOutput: false
-    }
+    const o = samplingOptions(m.folder.scheduler.config)
     const n = io.get("timesteps")!.data.length
     const ts = samplerTimesteps(schedule.config.numTrainTimesteps, n, o)
     out.set("timesteps", ts)

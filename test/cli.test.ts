@@ -127,4 +127,14 @@ describe("disendiff CLI", () => {
     expect(n.code).toBe(1)
     expect(n.stderr).toContain("broken.json")
   })
+
+  it("a diverging run stops at the first non-finite loss with a typed error and keeps the last good state", async () => {
+    const out = path.join(dir, "nan")
+    const r = await train(["--steps", "6", "--lr", "1e30", "--out", out])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/step \d+: the (loss|gradient) is not finite; the last good state is in .*checkpoint-step\d+\.msgpack\. Fix: lower the learning rate/)
+    const saved = (await fs.readdir(out)).find((f) => f.startsWith("checkpoint-step"))!
+    const inspected = JSON.parse((await disendiff(["checkpoint", "inspect", "--json", path.join(out, saved)])).stdout)
+    expect(inspected.lastLoss === null || Number.isFinite(inspected.lastLoss.loss)).toBe(true)
+  })
 })

@@ -99,9 +99,18 @@ export const effectiveLearningRate = (c: TrainConfig) =>
 
 export const decodeTrainConfig = Schema.decodeUnknownEffect(TrainConfig)
 
-/** Personalising the built-in model (tuned on the demo: docs/demo.md). */
+/**
+ * Personalising the built-in model: the demo's full settings (packages/core/src/demo/DemoPlan.ts), so
+ * that `disendiff train` on a world image behaves as the demo does. The official 8e-5 barely moves a
+ * model this small in 250 steps (../shared/reference/builtin-model-prototype.md).
+ */
 const toyOverrides: Partial<TrainConfig> = {
   template: "{}",
   augment: { flip: false, scale: false, smallPrefixes: [], largePrefixes: [] },
-  modifierInit: "rare"
+  modifierInit: "rare",
+  steps: 200,
+  learningRate: 1e-3,
+  scaleLearningRate: false,
+  batchSize: 4,
+  gradientAccumulation: 1
 }

@@ -7,6 +7,7 @@ import { attention } from "./commands/Attention.js"
 import { bench } from "./commands/Bench.js"
 import { builtinReport } from "./commands/BuiltinReport.js"
 import { exportBuiltin, pretrain } from "./commands/Pretrain.js"
+import { recipeSearch } from "./commands/RecipeSearch.js"
 import { sample } from "./commands/Sample.js"
 import { train } from "./commands/Train.js"
 
@@ -14,7 +15,7 @@ export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([demo, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport])
+  Command.withSubcommands([demo, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport, recipeSearch])
 )
 
 export const run = Command.run(disendiff, { version })

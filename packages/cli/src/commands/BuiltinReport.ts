@@ -5,16 +5,8 @@
 import { BuiltinGate, ToyBackbone } from "@disendiff/core"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import * as fs from "node:fs/promises"
 import { backendLayer, backendNames } from "../Backends.js"
-
-const replaceBetween = async (file: string, name: string, body: string) => {
-  const [begin, end] = [`<!-- ${name}:begin -->`, `<!-- ${name}:end -->`]
-  const text = await fs.readFile(file, "utf8")
-  const [before, rest] = text.split(begin)
-  if (rest === undefined) throw new Error(`${file} has no ${begin} marker`)
-  await fs.writeFile(file, `${before}${begin}\n${body}\n${end}${rest.split(end)[1] ?? ""}`)
-}
+import { replaceBetween } from "../Markdown.js"
 
 export const builtinReport = Command.make(
   "builtin-report",

@@ -51,4 +51,28 @@ describe("pretrain", () => {
     expect(s.stderr).toContain("unknown word 'photo'")
     expect(s.stderr).toContain("use only these words: a, and, on, background, circle")
   })
+
+  it("recipe-search trains each variant once at equal samples, reuses finished runs, and writes both tables", async () => {
+    const dir = await tempDir()
+    const docs = path.join(dir, "doc.md")
+    await fs.writeFile(docs, "# t\n<!-- recipes:begin -->\nold\n<!-- recipes:end -->\nmiddle\n<!-- samplers:begin -->\n<!-- samplers:end -->\n")
+    const args = ["recipe-search", "--out", path.join(dir, "runs"), "--steps", "2", "--batch", "2", "--n", "1", "--only", "base,batch-x2", "--docs", docs]
+    const first = await disendiff(args)
+    expect(first.code, first.stderr).toBe(0)
+    expect(first.stderr).toContain("base: training")
+    const inspect = async (name: string) =>
+      JSON.parse((await disendiff(["checkpoint", "inspect", "--json", path.join(dir, "runs", name, "checkpoint.msgpack")])).stdout)
+    // equal compute: batch-x2 takes half the steps at twice the batch
+    expect((await inspect("base")).step).toBe(2)
+    expect((await inspect("batch-x2")).step).toBe(1)
+    const again = await disendiff([...args, "--sampler-checkpoint", path.join(dir, "runs", "base", "checkpoint.msgpack")])
+    expect(again.code, again.stderr).toBe(0)
+    expect(again.stderr).not.toContain("training")
+    const text = await fs.readFile(docs, "utf8")
+    expect(text).not.toContain("old")
+    expect(text).toContain("middle")
+    expect(text.match(/^\| (base|batch-x2) \|/gm)).toHaveLength(2)
+    expect(text).toContain("| x0 not clipped |")
+    expect(text).toContain("| guidance 7.5 |")
+  })
 })

@@ -40,6 +40,20 @@ describe("pretrain", () => {
     expect((await fs.readdir(path.join(dir, "s"))).filter((f) => f.endsWith(".png"))).toHaveLength(1)
   })
 
+  it("micro-batches on worker threads give the same digest as in one thread (uneven split: 3 over 2)", async () => {
+    const dir = await tempDir()
+    const config = path.join(dir, "tiny.json")
+    await fs.writeFile(config, JSON.stringify({ ...tiny, gradientAccumulation: 3 }))
+    const one = await disendiff(["pretrain", "--out", path.join(dir, "one"), "--config", config, "--steps", "3", "--workers", "1"])
+    expect(one.code, one.stderr).toBe(0)
+    const two = await disendiff(["pretrain", "--out", path.join(dir, "two"), "--config", config, "--steps", "3", "--workers", "2"])
+    expect(two.code, two.stderr).toBe(0)
+    expect(await digestOf(path.join(dir, "two", "checkpoint.msgpack"))).toBe(await digestOf(path.join(dir, "one", "checkpoint.msgpack")))
+    const zero = await disendiff(["pretrain", "--out", path.join(dir, "zero"), "--config", config, "--steps", "1", "--workers", "0"])
+    expect(zero.code).toBe(1)
+    expect(zero.stderr).toContain("--workers 0: use 1 or more")
+  })
+
   it("the built-in model rejects words outside its world, naming the word", async () => {
     const dir = await tempDir()
     await fs.writeFile(path.join(dir, "tiny.json"), JSON.stringify(tiny))

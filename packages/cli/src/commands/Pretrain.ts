@@ -6,8 +6,10 @@ import { CheckpointFile, Checkpoints, defaultPretrainConfig, ToyModel, PretrainC
 import { Console, Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
+import * as os from "node:os"
 import { backendLayer, backendNames } from "../Backends.js"
-import { ConfigFileError } from "../Errors.js"
+import { ConfigFileError, UsageError } from "../Errors.js"
+import { makeGradientWorkers } from "../GradientWorkerPool.js"
 import { formatSeconds } from "../Progress.js"
 
 const pct = (x: number) => `${Math.round(100 * x)}%`
@@ -66,7 +68,11 @@ export const pretrain = Command.make(
     steps: Flag.Int("steps").pipe(Flag.withDescription("total optimizer steps (the target, also when resuming)"), Flag.optional),
     config: Flag.String("config").pipe(Flag.withDescription("a JSON file with PretrainConfig fields"), Flag.optional),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
-    json: Flag.Boolean("json").pipe(Flag.withDescription("one JSON event per line"), Flag.withDefault(false))
+    json: Flag.Boolean("json").pipe(Flag.withDescription("one JSON event per line"), Flag.withDefault(false)),
+    workers: Flag.Int("workers").pipe(
+      Flag.withDescription("threads computing micro-batches in parallel (default: one per core, up to the accumulation count, on wasm and cpu); the result is the same bit for bit"),
+      Flag.optional
+    )
   },
   (f) =>
     Effect.gen(function*() {
@@ -79,13 +85,20 @@ export const pretrain = Command.make(
       // when resuming, a config file may change the schedule (steps, learning rate, evaluation) of the run
       const overrides = resume !== undefined && Option.isSome(f.config) ? yield* readConfig(f.config) : undefined
       const config = { ...base, ...(overrides ?? {}), ...(Option.isSome(f.steps) ? { steps: f.steps.value } : {}) }
+      const threaded = f.backend === "wasm" || f.backend === "cpu"
+      const count = Option.getOrElse(f.workers, () => (threaded ? Math.min(config.gradientAccumulation, os.availableParallelism()) : 1))
+      if (count < 1 || (count > 1 && !threaded)) {
+        return yield* new UsageError({ message: `--workers ${count}: use 1 or more, and more than 1 only with --backend wasm or cpu (one device cannot be shared by threads)` })
+      }
+      const workers = count > 1 ? yield* makeGradientWorkers({ count, config, backend: f.backend }) : undefined
       yield* Pretraining.pretrain({
         config,
         out: f.out,
         resume,
+        workers,
         onInterrupted: (step, file) => Effect.sync(() => process.stderr.write(`interrupted after step ${step}; checkpoint saved to ${file}\n`))
       }).pipe(Stream.runForEach(report(f.json)), Effect.provide(Layer.merge(backendLayer(f.backend), Checkpoints.layer)))
-    })
+    }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("train the built-in model from scratch on a procedural world (resumable)"))
 
 export const exportBuiltin = Command.make(

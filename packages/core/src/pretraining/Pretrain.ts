@@ -15,22 +15,13 @@ import { type CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
 import type { PromptError } from "../tokenizer/Tokenizer.js"
 import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { initToyParameters, toyModelConfig } from "../models/ToyModel.js"
-import { clipTextForward } from "../models/ClipTextModel.js"
-import { unetForward } from "../models/Unet2dConditionModel.js"
-import { makeWeights } from "../nn/Weights.js"
 import { init as adamInit, type OptimizerState, step as adamStep } from "../optim/Optimizer.js"
-import { stream } from "../random/Rng.js"
-import { addNoise, makeNoiseSchedule, trainingTarget } from "../schedule/NoiseSchedule.js"
-import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
-import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
 import { column, enlarge, row } from "../image/Heatmap.js"
 import { type ImageError, writePng } from "../image/Image.js"
-import { captionOf } from "../world/Caption.js"
-import { renderScene } from "../world/Render.js"
-import * as PixelShuffle from "../autoencoder/PixelShuffle.js"
 import { NumericalError } from "../training/Trainer.js"
-import { trainingScene } from "./Dataset.js"
+import { type GradientWorkerError, type GradientWorkers, makeMicroBatch } from "./MicroBatch.js"
 import { type Evaluation, evaluate } from "./Evaluate.js"
 import { learningRateAt, type PretrainConfig } from "./PretrainConfig.js"
 
@@ -63,6 +54,8 @@ export interface PretrainOptions {
   readonly out: string
   readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
   readonly onInterrupted?: ((step: number, checkpoint: string) => Effect.Effect<void>) | undefined
+  /** Compute the micro-batches in parallel threads (absent or one: in this thread). */
+  readonly workers?: GradientWorkers | undefined
 }
 
 export const pretrainCheckpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
@@ -72,26 +65,8 @@ const toHost = (m: ReadonlyMap<string, tf.Tensor>) =>
 
 const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
 
-/**
- * Per-row min-SNR-gamma weights (Hang et al. 2023), floored: min(SNR, gamma) / (SNR + 1) for
- * v-prediction, min(SNR, gamma) / SNR for epsilon, min(SNR, gamma) for x0.
- */
-export const snrWeights = (
-  abar: Float64Array,
-  timesteps: ReadonlyArray<number>,
-  gamma: number,
-  floor: number,
-  prediction: "epsilon" | "v_prediction" | "sample" = "v_prediction"
-) =>
-  timesteps.map((t) => {
-    const snr = abar[t]! / (1 - abar[t]!)
-    const clipped = Math.min(snr, gamma)
-    const w = prediction === "v_prediction" ? clipped / (snr + 1) : prediction === "epsilon" ? (snr === 0 ? 1 : clipped / snr) : clipped
-    return Math.max(w, floor)
-  })
-
 export const pretrain = (options: PretrainOptions) =>
-  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError, Checkpoints | TensorRuntime>(
+  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError | GradientWorkerError, Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
   )
 
@@ -100,8 +75,6 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
   const runtime = yield* TensorRuntime
   const c = options.config
   const cfg = toyModelConfig(c.size, c.recipe)
-  const schedule = makeNoiseSchedule(cfg.schedule)
-  const tokenizer = makeWordTokenizer({ words: cfg.words, modifiers: [], maxLength: cfg.maxLength })
   const adam = { beta1: 0.9, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, clipGradNorm: c.clipGradNorm }
 
   let params: Map<string, tf.Tensor>
@@ -161,39 +134,23 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
 
   yield* emit({ _tag: "Started", startStep: step, totalSteps: c.steps, parameters, backend: runtime.backend })
 
-  const microBatch = (mb: number) =>
-    runTensors("a pretraining micro-batch", () => {
-      const scenes = Array.from({ length: B }, (_, i) => trainingScene(c.seed, mb * B + i))
-      const captions = scenes.map((s, i) => (stream(c.seed, mb * B + i, "caption-dropout").uniform() < c.captionDropout ? "" : captionOf(s)))
-      const timesteps = Array.from({ length: B }, () => 0)
-      const tr = stream(c.seed, mb, "timestep")
-      for (let i = 0; i < B; i++) timesteps[i] = tr.int(0, schedule.config.numTrainTimesteps - 1)
-      const weights = snrWeights(schedule.alphasCumprod, timesteps, c.minSnrGamma, c.snrWeightFloor, schedule.config.predictionType)
-      const inputs = tf.tidy(() => {
-        const pixels = new Float32Array(B * 32 * 32 * 3)
-        scenes.forEach((s, i) => {
-          const img = renderScene(s).data
-          for (let k = 0; k < img.length; k++) pixels[i * img.length + k] = img[k]! * 2 - 1
-        })
-        const x0 = PixelShuffle.unshuffle(tf.tensor(pixels, [B, 32, 32, 3]))
-        const noise = tf.tensor(stream(c.seed, mb, "noise").normals(x0.size), x0.shape)
-        return {
-          zt: addNoise(schedule, x0, noise, timesteps),
-          target: trainingTarget(schedule, x0, noise, timesteps),
-          ids: tf.tensor2d(captions.map((t) => [...tokenizer.encode(t).ids]), [B, cfg.maxLength], "int32"),
-          w: tf.tensor(weights, [B, 1, 1, 1])
+  const microBatch = makeMicroBatch(c, names)
+  const gradientsOf = (first: number) =>
+    Effect.gen(function*() {
+      const mbs = Array.from({ length: c.gradientAccumulation }, (_, a) => first + a)
+      if (options.workers === undefined || options.workers.count <= 1) {
+        const out: Array<{ readonly loss: number; readonly grads: Array<tf.Tensor> }> = []
+        for (const mb of mbs) {
+          const { value, grads } = yield* microBatch(params, mb)
+          const loss = (yield* Effect.promise(() => value.data()))[0]!
+          value.dispose()
+          out.push({ loss, grads })
         }
-      })
-      const f = (...xs: Array<tf.Tensor>) => {
-        const w = makeWeights(new Map(), new Map(names.map((n, i) => [n, xs[i]!])))
-        const context = clipTextForward(cfg.text, w.scope("text"), inputs.ids).lastHiddenState
-        const pred = unetForward(cfg.unet, w.scope("unet"), { latents: inputs.zt, timesteps, context })
-        const perRow = tf.mean(tf.square(tf.sub(pred, inputs.target)), [1, 2, 3], true)
-        return tf.div(tf.mean(tf.mul(perRow, inputs.w)), c.gradientAccumulation) as tf.Scalar
+        return out
       }
-      const r = tf.valueAndGrads(f)(names.map((n) => params.get(n)!))
-      tf.dispose(inputs)
-      return r
+      const host = yield* toHost(new Map(names.map((n) => [n, params.get(n)!])))
+      const results = yield* options.workers.compute(host, mbs)
+      return results.map((r) => ({ loss: r.loss, grads: r.grads.map((g, i) => tf.tensor(g, params.get(names[i]!)!.shape)) }))
     })
 
   const loop = Effect.gen(function*() {
@@ -204,10 +161,9 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
       yield* Effect.yieldNow
       let acc: Array<tf.Tensor> | undefined
       let loss = 0
-      for (let a = 0; a < c.gradientAccumulation; a++) {
-        const { value, grads } = yield* microBatch(step * c.gradientAccumulation + a)
-        loss += (yield* Effect.promise(() => value.data()))[0]!
-        value.dispose()
+      // summed in micro-batch order wherever they were computed: the same numbers bit for bit
+      for (const { loss: l, grads } of yield* gradientsOf(step * c.gradientAccumulation)) {
+        loss += l
         if (acc === undefined) acc = grads
         else {
           const next = acc.map((g, i) => tf.add(g, grads[i]!))

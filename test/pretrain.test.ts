@@ -82,6 +82,7 @@ describe("pretrain", () => {
     const again = await disendiff([...args, "--sampler-checkpoint", path.join(dir, "runs", "base", "checkpoint.msgpack")])
     expect(again.code, again.stderr).toBe(0)
     expect(again.stderr).not.toContain("training")
+    expect(again.stderr).not.toContain("evaluating")
     const text = await fs.readFile(docs, "utf8")
     expect(text).not.toContain("old")
     expect(text).toContain("middle")

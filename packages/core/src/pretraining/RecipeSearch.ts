@@ -2,13 +2,13 @@
  * Recipe search for the built-in model (issue 6, item 4): short pretraining runs of equal compute (same
  * model, same number of samples, same data order) that differ in one choice each, compared by the
  * world's evaluator; and sampler settings compared on one checkpoint. Runs are resumable: a variant
- * whose checkpoint already reached its steps is read, not retrained.
+ * whose checkpoint already reached its steps is read, not retrained, and its evaluation is cached.
  */
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
-import type { Snapshot } from "../checkpoint/Snapshot.js"
+import { type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
 import { toyModelConfig } from "../models/ToyModel.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
@@ -56,7 +56,8 @@ export interface RecipeResult {
   readonly samples: number
   readonly seconds: number
   readonly ema: Evaluation
-  readonly raw: Evaluation
+  /** The raw (non-averaged) weights, for the base recipe only: what the EMA buys. */
+  readonly raw: Evaluation | undefined
 }
 
 export const variantConfig = (o: SearchOptions, variant: RecipeVariant): PretrainConfig => {
@@ -110,16 +111,18 @@ export const runRecipeSearch = (o: SearchOptions) =>
         yield* pretrain({ config, out, resume: previous === undefined ? undefined : { path: file, snapshot: previous } }).pipe(Stream.runDrain)
       }
       const s = yield* loadCheckpoint(file)
-      yield* o.onRun?.(variant.name, "evaluating") ?? Effect.void
       const seconds = (s.header as unknown as { pretraining?: { seconds?: number } }).pretraining?.seconds ?? 0
-      results.push({
-        variant,
-        steps: s.header.step,
-        samples: s.header.step * config.batchSize,
-        seconds,
-        ema: yield* evaluateSnapshot(s, "ema", o.evalSamples),
-        raw: yield* evaluateSnapshot(s, "raw", o.evalSamples)
-      })
+      // evaluations are kept beside the checkpoint, keyed by its digest and the prompt count
+      const key = `${snapshotDigest(s)}/${o.evalSamples}`
+      const cacheFile = path.join(out, "evaluation.json")
+      const cached = yield* Effect.promise(() => fs.readFile(cacheFile, "utf8").then((t) => JSON.parse(t) as { key: string; ema: Evaluation; raw?: Evaluation }, () => undefined))
+      const wantRaw = variant.name === "base"
+      const fresh = cached !== undefined && cached.key === key && (!wantRaw || cached.raw !== undefined)
+      if (!fresh) yield* o.onRun?.(variant.name, "evaluating") ?? Effect.void
+      const ema = fresh ? cached.ema : yield* evaluateSnapshot(s, "ema", o.evalSamples)
+      const raw = !wantRaw ? undefined : fresh ? cached.raw : yield* evaluateSnapshot(s, "raw", o.evalSamples)
+      if (!fresh) yield* Effect.promise(() => fs.writeFile(cacheFile, JSON.stringify({ key, ema, raw })))
+      results.push({ variant, steps: s.header.step, samples: s.header.step * config.batchSize, seconds, ema, raw })
     }
     return results
   })
@@ -167,7 +170,7 @@ export const recipeMarkdown = (results: ReadonlyArray<RecipeResult>, o: SearchOp
   "| variant | change | 1-obj count | 1-obj shape | 1-obj colour | 1-obj bg | 1-obj all | 2-obj all | score (EMA) | score (raw weights) | minutes |",
   "|---|---|---|---|---|---|---|---|---|---|---|",
   ...results.map((r) =>
-    `| ${r.variant.name} | ${r.variant.change} | ${cells(r.ema)} | ${attributeScore(r.ema).toFixed(3)} | ${attributeScore(r.raw).toFixed(3)} | ${(r.seconds / 60).toFixed(1)} |`
+    `| ${r.variant.name} | ${r.variant.change} | ${cells(r.ema)} | ${attributeScore(r.ema).toFixed(3)} | ${r.raw === undefined ? "" : attributeScore(r.raw).toFixed(3)} | ${(r.seconds / 60).toFixed(1)} |`
   )
 ].join("\n")
 

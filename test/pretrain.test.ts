@@ -2,6 +2,7 @@
  * The built-in model's pretraining: exact resume over a short horizon, the exported weights file, and
  * a toy backbone built from it.
  */
+import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -52,6 +53,31 @@ describe("pretrain", () => {
     const zero = await disendiff(["pretrain", "--out", path.join(dir, "zero"), "--config", config, "--steps", "1", "--workers", "0"])
     expect(zero.code).toBe(1)
     expect(zero.stderr).toContain("--workers 0: use 1 or more")
+  })
+
+  it("builtin-report writes the weights' digest, the training curve and the gate into the docs' markers", async () => {
+    const dir = await tempDir()
+    await fs.writeFile(path.join(dir, "tiny.json"), JSON.stringify({ ...tiny, evalEvery: 2, evalSamples: 2, evalSteps: 2 }))
+    const run = await disendiff(["pretrain", "--out", path.join(dir, "a"), "--config", path.join(dir, "tiny.json"), "--steps", "2"])
+    expect(run.code, run.stderr).toBe(0)
+    const weights = path.join(dir, "w.safetensors")
+    await disendiff(["export-builtin", "--checkpoint", path.join(dir, "a", "checkpoint.msgpack"), "--out", weights])
+    const docs = path.join(dir, "doc.md")
+    const markers = ["weights", "curve", "gate"].map((m) => `<!-- ${m}:begin -->\n<!-- ${m}:end -->`).join("\n\nKEEP-ME\n\n")
+    await fs.writeFile(docs, markers)
+    const r = await disendiff([
+      "builtin-report", "--checkpoint", path.join(dir, "a", "checkpoint.msgpack"), "--weights", weights, "--gate",
+      "--n", "2", "--samples", "2", "--steps", "2", "--docs", docs
+    ])
+    expect(r.code, r.stderr).toBe(0)
+    const text = await fs.readFile(docs, "utf8")
+    const sha = createHash("sha256").update(await fs.readFile(weights)).digest("hex")
+    expect(text).toContain(`SHA-256 \`${sha}\``)
+    expect(text).toContain("pretraining step 2")
+    expect(text).toMatch(/\| 2 \| 16 \| \d\.\d{4} \|/)
+    expect(text).toMatch(/\| one object all correct \| 80% \| \d+% \| (pass|FAIL) \|/)
+    expect(text).toMatch(/both novel concepts in samples of "a <v1> circle and a <v2> square/)
+    expect(text.split("KEEP-ME")).toHaveLength(3)
   })
 
   it("the built-in model rejects words outside its world, naming the word", async () => {

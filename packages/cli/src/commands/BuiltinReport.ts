@@ -29,6 +29,8 @@ export const builtinReport = Command.make(
         yield* Effect.promise(() => replaceBetween(f.docs, "curve", curve))
         yield* Console.log(curve)
       }
+      const weights = yield* BuiltinGate.weightsMarkdown(f.weights)
+      yield* Effect.promise(() => replaceBetween(f.docs, "weights", weights))
       if (f.gate) {
         const options = { weights: f.weights, n: f.n, steps: f.steps, guidance: f.guidance, personalisationSamples: f.samples }
         const g = yield* BuiltinGate.runGate(options)

@@ -9,6 +9,8 @@ import { Effect, Layer, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
+import { createHash } from "node:crypto"
+import { readSafetensorsHeader } from "../io/Safetensors.js"
 import { AttentionProbe } from "../attention/AttentionProbe.js"
 import { Backbone } from "../backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
@@ -163,4 +165,20 @@ export const curveMarkdown = (file: string) =>
       )
     }
     return lines.join("\n")
+  })
+
+/** What the weights file is: its size, SHA-256, and the step, checkpoint digest and configuration in its metadata. */
+export const weightsMarkdown = (file: string) =>
+  Effect.gen(function*() {
+    const bytes = yield* Effect.promise(() => fs.readFile(file))
+    const sha256 = createHash("sha256").update(bytes).digest("hex")
+    const { metadata } = yield* readSafetensorsHeader(file)
+    return [
+      `\`${path.basename(file)}\`: ${(bytes.length / 2 ** 20).toFixed(1)} MiB, SHA-256 \`${sha256}\`; the EMA weights of pretraining step ${metadata.step ?? "?"} ` +
+      `(checkpoint digest \`${metadata.checkpoint_digest ?? "?"}\`), exported with \`disendiff export-builtin\`. Its pretraining configuration (from the file's metadata):`,
+      "",
+      "```json",
+      metadata.pretrain_config === undefined ? "{}" : JSON.stringify(JSON.parse(metadata.pretrain_config)),
+      "```"
+    ].join("\n")
   })

@@ -77,3 +77,33 @@ export const textReporter = (): Reporter => {
       })
   }
 }
+
+/**
+ * Sampling progress over all images (the sampler reports steps per batch): a bar with ETA on a TTY,
+ * otherwise a line at every tenth.
+ */
+export const samplingProgress = (images: number, batchSize: number) => {
+  const tty = process.stderr.isTTY === true
+  const bar = tty ? new SingleBar({ format: "sampling [{bar}] {percentage}% | ETA {etaText}", hideCursor: true }) : undefined
+  const started = Date.now()
+  let lastTenth = -1
+  return {
+    onStep: (done: number, total: number, first: number) =>
+      Effect.sync(() => {
+        const fraction = (first + Math.min(batchSize, images - first) * (done / total)) / images
+        const eta = fraction > 0 ? ((Date.now() - started) / 1000) * (1 - fraction) / fraction : Number.POSITIVE_INFINITY
+        if (bar !== undefined) {
+          if (lastTenth === -1) bar.start(100, 0, { etaText: "?" })
+          lastTenth = 0
+          bar.update(Math.round(100 * fraction), { etaText: formatSeconds(eta) })
+          return
+        }
+        const tenth = Math.floor(10 * fraction)
+        if (tenth > lastTenth) {
+          lastTenth = tenth
+          process.stderr.write(`sampling ${Math.round(100 * fraction)}% ETA ${formatSeconds(eta)}\n`)
+        }
+      }),
+    close: Effect.sync(() => bar?.stop())
+  }
+}

@@ -5,6 +5,7 @@ import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { UsageError } from "../Errors.js"
+import { samplingProgress } from "../Progress.js"
 import { loadModel, modelFlags } from "../Model.js"
 
 export const sample = Command.make(
@@ -17,6 +18,7 @@ export const sample = Command.make(
     eta: Flag.Finite("eta").pipe(Flag.withDescription("DDIM eta (0: deterministic DDIM, 1: DDPM-like)"), Flag.withDefault(0)),
     seed: Flag.Int("seed").pipe(Flag.withDescription("seed of the first image; image i uses seed + i"), Flag.withDefault(42)),
     n: Flag.Int("n").pipe(Flag.withDescription("images per prompt"), Flag.withDefault(4)),
+    batch: Flag.Int("batch").pipe(Flag.withDescription("images per denoiser call (memory against speed)"), Flag.withDefault(4)),
     negative: Flag.String("negative").pipe(Flag.withDescription("negative prompt"), Flag.withDefault("")),
     inpaint: Flag.String("inpaint").pipe(Flag.withDescription("inpaint this image: keep it outside --mask, generate inside"), Flag.optional),
     mask: Flag.String("mask").pipe(Flag.withDescription("inpainting mask image: white = generate, black = keep"), Flag.optional),
@@ -27,6 +29,7 @@ export const sample = Command.make(
       const model = yield* loadModel(f, f.prompt)
       const prompts = f.prompt.flatMap((p) => Array.from({ length: f.n }, () => p))
       const seeds = prompts.map((_, i) => f.seed + i)
+      const sampleBatch = Math.max(1, f.batch)
       const result = yield* Effect.gen(function*() {
         const backbone = yield* Backbone
         const sampler = yield* Sampler
@@ -43,6 +46,7 @@ export const sample = Command.make(
             return { image, mask }
           })
           : undefined
+        const progress = samplingProgress(prompts.length, sampleBatch)
         return yield* sampler.sample({
           inpaint,
           prompts,
@@ -52,10 +56,10 @@ export const sample = Command.make(
           eta: f.eta,
           negativePrompt: f.negative,
           trained,
-          onStep: (i, n) => (i === n ? Effect.void : Effect.sync(() => process.stderr.write(`\rstep ${i}/${n}`)))
-        })
+          batchSize: sampleBatch,
+          onStep: progress.onStep
+        }).pipe(Effect.ensuring(progress.close))
       }).pipe(Effect.provide(Sampler.layer.pipe(Layer.provideMerge(model.layer))))
-      process.stderr.write("\n")
       yield* Effect.promise(() => fs.mkdir(f.out, { recursive: true }))
       const files: Array<{ file: string; prompt: string; seed: number }> = []
       for (const [i, img] of result.images.entries()) {

@@ -55,6 +55,31 @@ describe("pretrain", () => {
     expect(zero.stderr).toContain("--workers 0: use 1 or more")
   })
 
+  it("Ctrl-C with worker threads saves a checkpoint that resumes to the uninterrupted run's digest", async () => {
+    const dir = await tempDir()
+    const config = path.join(dir, "tiny.json")
+    await fs.writeFile(config, JSON.stringify(tiny))
+    let sent = false
+    const r = await disendiff(["pretrain", "--out", path.join(dir, "i"), "--config", config, "--steps", "400", "--workers", "2", "--json"], {
+      onStdoutLine: (line, kill) => {
+        if (!sent && line.includes('"step":2,')) {
+          sent = true
+          kill("SIGINT")
+        }
+      }
+    })
+    expect(r.code).toBe(130)
+    const stopped = Number(/interrupted after step (\d+)/.exec(r.stderr)?.[1])
+    expect(stopped).toBeGreaterThanOrEqual(2)
+    expect(stopped).toBeLessThan(400)
+    const target = String(stopped + 2)
+    const resumed = await disendiff(["pretrain", "--out", path.join(dir, "i"), "--resume", path.join(dir, "i", "checkpoint.msgpack"), "--steps", target])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    const straight = await disendiff(["pretrain", "--out", path.join(dir, "s"), "--config", config, "--steps", target, "--workers", "1"])
+    expect(straight.code, straight.stderr).toBe(0)
+    expect(await digestOf(path.join(dir, "i", "checkpoint.msgpack"))).toBe(await digestOf(path.join(dir, "s", "checkpoint.msgpack")))
+  })
+
   it("builtin-report writes the weights' digest, the training curve and the gate into the docs' markers", async () => {
     const dir = await tempDir()
     await fs.writeFile(path.join(dir, "tiny.json"), JSON.stringify({ ...tiny, evalEvery: 2, evalSamples: 2, evalSteps: 2 }))

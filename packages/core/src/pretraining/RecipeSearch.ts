@@ -67,8 +67,8 @@ export const variantConfig = (o: SearchOptions, variant: RecipeVariant): Pretrai
     ...defaultPretrainConfig,
     batchSize: double ? 2 * o.batchSize : o.batchSize,
     gradientAccumulation: 1,
-    // the same share of warm-up as the long run's 200 of 20000 would be too little to matter; a tenth
-    warmupSteps: Math.max(1, Math.round(steps / 10)),
+    // fixed, so that a search rerun with more steps extends its runs exactly (25: a tenth of the default 250)
+    warmupSteps: double ? 13 : 25,
     checkpointEvery: 50,
     evalEvery: 0,
     ...variant.overrides,
@@ -162,10 +162,10 @@ const cells = (e: Evaluation) =>
   [e.oneObject.count, e.oneObject.shapes, e.oneObject.colours, e.oneObject.background, e.oneObject.allCorrect, e.twoObjects.allCorrect].map(pct).join(" | ")
 
 export const recipeMarkdown = (results: ReadonlyArray<RecipeResult>, o: SearchOptions, backend: string) => [
-  `Equal-compute runs from scratch (${o.steps} steps of batch ${o.batchSize}, ${o.steps * o.batchSize} samples each, warm-up a tenth, the same data order and initial weights), ` +
+  `Equal-compute runs from scratch (${o.steps} steps of batch ${o.batchSize}, ${o.steps * o.batchSize} samples each, warm-up 25 steps, the same data order and initial weights), ` +
   `then ${o.evalSamples} held-out prompts per group sampled from the EMA weights (DDIM 25 steps, guidance 4) and scored by the evaluator; ` +
   `"score" is the mean of count, shape, colour and background rates over both groups (all-correct rates are near zero this early). ` +
-  `Measured on ${backend} by \`disendiff recipe-search --out ${o.out} --steps ${o.steps} --batch ${o.batchSize} --n ${o.evalSamples}\`.`,
+  `Minutes: training time while the machine also ran the long pretraining. Measured on ${backend} by \`disendiff recipe-search --out ${o.out} --steps ${o.steps} --batch ${o.batchSize} --n ${o.evalSamples}\`.`,
   "",
   "| variant | change | 1-obj count | 1-obj shape | 1-obj colour | 1-obj bg | 1-obj all | 2-obj all | score (EMA) | score (raw weights) | minutes |",
   "|---|---|---|---|---|---|---|---|---|---|---|",

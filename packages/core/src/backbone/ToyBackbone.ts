@@ -64,6 +64,7 @@ export const makeToyBackbone = (
 ): BackboneShape => {
   const tokenizer = makeWordTokenizer({
     words: cfg.words,
+    aliases: cfg.aliases,
     modifiers: options.modifiers,
     maxLength: cfg.maxLength,
     modifierBase: cfg.text.vocabSize

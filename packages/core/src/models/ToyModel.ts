@@ -9,13 +9,14 @@ import { fanInInit, normalInit } from "../nn/Init.js"
 import type { NoiseScheduleConfig } from "../schedule/NoiseSchedule.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
 import { tf } from "../tensor/Tf.js"
-import { WORLD_WORDS } from "../world/Vocabulary.js"
+import { WORD_ALIASES, WORLD_WORDS } from "../world/Vocabulary.js"
 import type { ClipTextConfig } from "./ClipTextModel.js"
 import { clipParameterShapes, type ParameterShape, unetParameterShapes } from "./Shapes.js"
 import type { UnetConfig } from "./Unet2dConditionModel.js"
 
 export interface ToyModelConfig {
   readonly words: ReadonlyArray<string>
+  readonly aliases: Readonly<Record<string, string>>
   /** Table rows after the words reserved for modifier tokens. */
   readonly reservedModifiers: number
   readonly maxLength: number
@@ -66,6 +67,7 @@ export const toyModelConfig = (size: ToySize = defaultToySize, recipe: ToyRecipe
   const reservedModifiers = 4
   return {
     words: WORLD_WORDS,
+    aliases: WORD_ALIASES,
     reservedModifiers,
     // three-object captions are 15 words; scale-augmentation prefixes add two
     maxLength: 20,

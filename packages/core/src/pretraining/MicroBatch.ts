@@ -42,7 +42,7 @@ export const snrWeights = (
 export const makeMicroBatch = (c: PretrainConfig, names: ReadonlyArray<string>) => {
   const cfg = toyModelConfig(c.size, c.recipe)
   const schedule = makeNoiseSchedule(cfg.schedule)
-  const tokenizer = makeWordTokenizer({ words: cfg.words, modifiers: [], maxLength: cfg.maxLength })
+  const tokenizer = makeWordTokenizer({ words: cfg.words, aliases: cfg.aliases, modifiers: [], maxLength: cfg.maxLength })
   const B = c.batchSize
   /** Loss (already divided by the accumulation count) and gradients in the order of `names`. */
   return (params: ReadonlyMap<string, tf.Tensor>, mb: number): Effect.Effect<{ readonly value: tf.Scalar; readonly grads: Array<tf.Tensor> }, OutOfMemory, TensorRuntime> =>

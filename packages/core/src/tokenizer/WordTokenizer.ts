@@ -14,6 +14,8 @@ const specials = ["<pad>", "<start>", "<end>"]
 export interface WordTokenizerOptions {
   /** Known words. Unknown words are an error unless `hashBuckets` is set. */
   readonly words: ReadonlyArray<string>
+  /** Other spellings of known words, mapped to their ids (e.g. "an" to "a"). */
+  readonly aliases?: Readonly<Record<string, string>> | undefined
   /** Map unknown words to one of this many extra ids by hashing (any text is accepted). */
   readonly hashBuckets?: number
   readonly modifiers: ReadonlyArray<string>
@@ -46,7 +48,7 @@ export const makeWordTokenizer = (o: WordTokenizerOptions): WordTokenizer => {
   const modifierIndex = new Map(modifiers.map((m) => [m.token.toLowerCase(), m.id]))
 
   const idOf = (word: string, text: string): number => {
-    const id = modifierIndex.get(word) ?? index.get(word)
+    const id = modifierIndex.get(word) ?? index.get(o.aliases?.[word] ?? word)
     if (id !== undefined) return id
     if (buckets > 0) return hashBase + (purposeId(word) % buckets)
     throw new UnknownWord(word, text)

@@ -2,7 +2,7 @@
  * Captions of the shapes world and their grammar:
  *
  *   caption    = object { "and" object } [ "on" "a" background "background" ]
- *   object     = "a" [ colour | modifier ] shape
+ *   object     = ("a" | "an") [ colour | modifier ] shape
  *
  * e.g. "a red circle and a blue square on a gray background", "a <v1> circle and a <v2> square". A
  * modifier token stands right before its class word, as the method's token layout requires
@@ -14,6 +14,8 @@ import { Result, Schema } from "effect"
 import { splitWords } from "../tokenizer/WordTokenizer.js"
 import type { Scene } from "./Scene.js"
 import {
+  articleFor,
+  WORD_ALIASES,
   BACKGROUNDS,
   type BackgroundName,
   type ColourName,
@@ -63,7 +65,7 @@ const VOCABULARY = `the built-in world knows only the shapes ${SHAPES.join(", ")
 }; the backgrounds ${BACKGROUNDS.join(", ")}; the words ${FUNCTION_WORDS.join(", ")}; and modifier tokens such as <v1> right before a shape, e.g. "${EXAMPLE}"`
 
 export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionError> => {
-  const words = splitWords(text)
+  const words = splitWords(text).map((w) => WORD_ALIASES[w] ?? w)
   const fail = (word: string, reason: string, fix: string) => Result.fail(new CaptionError({ caption: text, word, reason, fix }))
   const unknown = words.find((w) => !WORLD_WORDS.includes(w) && !MODIFIER_PATTERN.test(w))
   if (unknown !== undefined) return fail(unknown, `unknown word "${unknown}"`, `write it in the world's words: ${VOCABULARY}`)
@@ -119,7 +121,10 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
 }
 
 export const formatCaption = (spec: PromptSpec): string => {
-  const objects = spec.objects.map((o) => ["a", o.modifier ?? o.colour, o.shape].filter((w) => w !== null).join(" "))
+  const objects = spec.objects.map((o) => {
+    const words = [o.modifier ?? o.colour, o.shape].filter((w) => w !== null)
+    return [articleFor(words[0]!), ...words].join(" ")
+  })
   const text = objects.join(" and ")
   return spec.background === null ? text : `${text} on a ${spec.background} background`
 }

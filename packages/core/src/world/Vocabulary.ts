@@ -27,6 +27,12 @@ export const FUNCTION_WORDS = Object.freeze(["a", "and", "on", "background"] as 
 /** Every word a world caption may contain (modifier tokens aside), in tokenizer order. */
 export const WORLD_WORDS: ReadonlyArray<string> = Object.freeze([...FUNCTION_WORDS, ...SHAPES, ...COLOURS, ...BACKGROUNDS])
 
+/** Spellings read as another word (the same token): "an orange circle" is English and costs the model nothing. */
+export const WORD_ALIASES: Readonly<Record<string, string>> = Object.freeze({ an: "a" })
+
+/** The article before a word: "an" before a vowel. */
+export const articleFor = (word: string) => (/^[aeiou]/.test(word) ? "an" : "a")
+
 export const COLOUR_RGB: Readonly<Record<ColourName, Rgb>> = Object.freeze({
   red: [0.9, 0.1, 0.15],
   green: [0.1, 0.7, 0.15],

@@ -108,7 +108,7 @@ const toyOverrides: Partial<TrainConfig> = {
   template: "{}",
   augment: { flip: false, scale: false, smallPrefixes: [], largePrefixes: [] },
   modifierInit: "rare",
-  steps: 200,
+  steps: 400,
   learningRate: 1e-3,
   scaleLearningRate: false,
   batchSize: 4,

@@ -11,7 +11,7 @@ import {
   defaultTrainConfig,
   modifiersOf,
   type TensorRuntime,
-  tf,
+  HostTensors,
   type TrainConfig
 } from "@disendiff/core"
 import { Effect, Layer, Option } from "effect"
@@ -67,7 +67,7 @@ export const loadModel = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
               fix: "sample with the base model the checkpoint was trained on"
             })
           }
-          return new Map([...r.snapshot.trainable].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
+          return HostTensors.toTensors(r.snapshot.trainable)
         }
         if (Option.isSome(f.deltas)) {
           const deltas = yield* CustomDiffusion.importDeltas(f.deltas.value, r.modifiers)

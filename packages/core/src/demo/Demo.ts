@@ -44,6 +44,7 @@ import {
 } from "./DemoPlan.js"
 import { attentionOverlap, type DemoMetrics, type MethodSummary, scoreImage, summarise } from "./Metrics.js"
 import { type Figure, renderReport, type TokenFigure } from "./Report.js"
+import { toTensors } from "../checkpoint/HostTensors.js"
 
 export type DemoPhase = "prepare" | "train" | "attention" | "sample" | "report"
 
@@ -206,7 +207,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
       return yield* Effect.scoped(Effect.gen(function*() {
         const snapshot = yield* loadCheckpoint(checkpointPath(path.join(out, method)))
         const trained = yield* Effect.acquireRelease(
-          Effect.sync(() => new Map([...snapshot.trainable].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))),
+          Effect.sync(() => toTensors(snapshot.trainable)),
           (m) => Effect.sync(() => tf.dispose([...m.values()]))
         )
 

@@ -28,6 +28,7 @@ import { detect } from "../world/Detect.js"
 import { novelAppearance } from "../world/NovelAppearance.js"
 import { isNovel } from "../world/Score.js"
 import { type Evaluation, evaluate } from "./Evaluate.js"
+import { toTensors } from "../checkpoint/HostTensors.js"
 
 export interface GateOptions {
   readonly weights: string
@@ -83,7 +84,7 @@ export const runGate = (o: GateOptions) =>
     const concepts = conceptMap(plan)
     const both = yield* Effect.gen(function*() {
       const backbone = yield* Backbone
-      const trained = new Map([...snapshot.trainable].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
+      const trained = toTensors(snapshot.trainable)
       const r = yield* sample(backbone, {
         prompts: Array.from({ length: o.personalisationSamples }, () => data.caption),
         seeds: Array.from({ length: o.personalisationSamples }, (_, i) => 3000 + i),

@@ -13,7 +13,7 @@ import * as path from "node:path"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
 import { type CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
 import type { PromptError } from "../tokenizer/Tokenizer.js"
-import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { formatVersion, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { initToyParameters, toyModelConfig } from "../models/ToyModel.js"
 import { init as adamInit, type OptimizerState, step as adamStep } from "../optim/Optimizer.js"
 import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
@@ -24,6 +24,7 @@ import { NumericalError } from "../training/Trainer.js"
 import { type GradientWorkerError, type GradientWorkers, makeMicroBatch } from "./MicroBatch.js"
 import { type Evaluation, evaluate } from "./Evaluate.js"
 import { learningRateAt, type PretrainConfig } from "./PretrainConfig.js"
+import { toHost, toTensors } from "../checkpoint/HostTensors.js"
 
 export type PretrainEvent =
   | { readonly _tag: "Started"; readonly startStep: number; readonly totalSteps: number; readonly parameters: number; readonly backend: string }
@@ -60,11 +61,6 @@ export interface PretrainOptions {
 
 export const pretrainCheckpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
 
-const toHost = (m: ReadonlyMap<string, tf.Tensor>) =>
-  Effect.promise(async () => new Map(await Promise.all([...m].map(async ([k, t]) => [k, { shape: [...t.shape], data: (await t.data()) as Float32Array }] as const))))
-
-const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
-
 export const pretrain = (options: PretrainOptions) =>
   Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError | GradientWorkerError, Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
@@ -86,9 +82,9 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
   let seconds = 0
   if (options.resume !== undefined) {
     const s = options.resume.snapshot
-    params = fromHost(s.trainable)
-    ema = fromHost(s.ema ?? s.trainable)
-    opt = { step: s.optimizer.step, m: fromHost(s.optimizer.m), v: fromHost(s.optimizer.v) }
+    params = toTensors(s.trainable)
+    ema = toTensors(s.ema ?? s.trainable)
+    opt = { step: s.optimizer.step, m: toTensors(s.optimizer.m), v: toTensors(s.optimizer.v) }
     history = [...s.header.lossHistory]
     const extra = (s.header as unknown as { pretraining?: { evaluations: Array<EvaluationRecord>; seconds: number } }).pretraining
     evaluations = [...(extra?.evaluations ?? [])]

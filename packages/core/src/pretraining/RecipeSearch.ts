@@ -7,7 +7,7 @@
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
+import { load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
 import { type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
 import { toyModelConfig } from "../models/ToyModel.js"
@@ -16,18 +16,23 @@ import { tf } from "../tensor/Tf.js"
 import { type Evaluation, evaluate, type Rates } from "./Evaluate.js"
 import { pretrain, pretrainCheckpointPath } from "./Pretrain.js"
 import { defaultPretrainConfig, type PretrainConfig } from "./PretrainConfig.js"
+import { toTensors } from "../checkpoint/HostTensors.js"
 
 export interface RecipeVariant {
   readonly name: string
   readonly change: string
   readonly overrides: Partial<PretrainConfig>
+  /** Batch times this, steps divided by it: the same samples. */
+  readonly batchMultiplier?: number
+  /** Also evaluate the raw (non-averaged) weights: what the EMA buys. */
+  readonly evaluateRaw?: boolean
 }
 
 const v = defaultPretrainConfig.recipe!
 
 /** One change at a time from the built-in model's recipe (the first row). */
 export const recipeVariants: ReadonlyArray<RecipeVariant> = [
-  { name: "base", change: "the built-in recipe: v-prediction, scaled_linear + zero terminal SNR, lr 1e-3", overrides: {} },
+  { name: "base", change: "the built-in recipe: v-prediction, scaled_linear + zero terminal SNR, lr 1e-3", overrides: {}, evaluateRaw: true },
   { name: "epsilon", change: "epsilon prediction on SD's scaled_linear (SD 1.x)", overrides: { recipe: { predictionType: "epsilon", betaSchedule: "scaled_linear", zeroTerminalSnr: false } } },
   { name: "x0", change: "x0 (sample) prediction", overrides: { recipe: { ...v, predictionType: "sample" } } },
   { name: "no-ztsnr", change: "scaled_linear without zero terminal SNR", overrides: { recipe: { ...v, zeroTerminalSnr: false } } },
@@ -36,7 +41,7 @@ export const recipeVariants: ReadonlyArray<RecipeVariant> = [
   { name: "lr-3e-4", change: "learning rate 3e-4", overrides: { learningRate: 3e-4 } },
   { name: "lr-3e-3", change: "learning rate 3e-3", overrides: { learningRate: 3e-3 } },
   { name: "no-min-snr", change: "min-SNR weighting off (gamma 1e6, no floor)", overrides: { minSnrGamma: 1e6, snrWeightFloor: 0 } },
-  { name: "batch-x2", change: "batch doubled, half the steps", overrides: {} }
+  { name: "batch-x2", change: "batch doubled, half the steps", overrides: {}, batchMultiplier: 2 }
 ]
 
 export interface SearchOptions {
@@ -56,19 +61,19 @@ export interface RecipeResult {
   readonly samples: number
   readonly seconds: number
   readonly ema: Evaluation
-  /** The raw (non-averaged) weights, for the base recipe only: what the EMA buys. */
+  /** The raw (non-averaged) weights, where the variant asks for them. */
   readonly raw: Evaluation | undefined
 }
 
 export const variantConfig = (o: SearchOptions, variant: RecipeVariant): PretrainConfig => {
-  const double = variant.name === "batch-x2"
-  const steps = double ? Math.round(o.steps / 2) : o.steps
+  const k = variant.batchMultiplier ?? 1
+  const steps = Math.round(o.steps / k)
   return {
     ...defaultPretrainConfig,
-    batchSize: double ? 2 * o.batchSize : o.batchSize,
+    batchSize: k * o.batchSize,
     gradientAccumulation: 1,
     // fixed, so that a search rerun with more steps extends its runs exactly (25: a tenth of the default 250)
-    warmupSteps: double ? 13 : 25,
+    warmupSteps: Math.round(25 / k),
     checkpointEvery: 50,
     evalEvery: 0,
     ...variant.overrides,
@@ -83,14 +88,12 @@ export const attributeScore = (e: Evaluation) => {
   return xs.reduce((a, x) => a + x, 0) / xs.length
 }
 
-const weightsOf = (m: Snapshot["trainable"]) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
-
 const evaluateSnapshot = (s: Snapshot, which: "ema" | "raw", n: number, sampling?: Partial<SamplingOptions>, steps = 25, guidance = 4) =>
   Effect.gen(function*() {
     const config = s.header.config as PretrainConfig
     const base = toyModelConfig(config.size, config.recipe)
     const cfg = { ...base, sampling: { ...base.sampling, ...sampling } }
-    const params = weightsOf(which === "ema" ? s.ema ?? s.trainable : s.trainable)
+    const params = toTensors(which === "ema" ? s.ema ?? s.trainable : s.trainable)
     const backbone = makeToyBackbone(cfg, params, { modifiers: [], name: which, identity: which })
     const e = yield* evaluate(backbone, { n, steps, guidance, seed: 1000 }).pipe(Effect.ensuring(Effect.sync(() => tf.dispose([...params.values()]))))
     return { oneObject: e.oneObject, twoObjects: e.twoObjects } satisfies Evaluation
@@ -116,7 +119,7 @@ export const runRecipeSearch = (o: SearchOptions) =>
       const key = `${snapshotDigest(s)}/${o.evalSamples}`
       const cacheFile = path.join(out, "evaluation.json")
       const cached = yield* Effect.promise(() => fs.readFile(cacheFile, "utf8").then((t) => JSON.parse(t) as { key: string; ema: Evaluation; raw?: Evaluation }, () => undefined))
-      const wantRaw = variant.name === "base"
+      const wantRaw = variant.evaluateRaw === true
       const fresh = cached !== undefined && cached.key === key && (!wantRaw || cached.raw !== undefined)
       if (!fresh) yield* o.onRun?.(variant.name, "evaluating") ?? Effect.void
       const ema = fresh ? cached.ema : yield* evaluateSnapshot(s, "ema", o.evalSamples)
@@ -181,5 +184,3 @@ export const samplerMarkdown = (r: { readonly step: number; readonly rows: Reado
   "|---|---|---|---|---|---|---|---|",
   ...r.rows.map((x) => `| ${x.variant.name} | ${cells(x.evaluation)} | ${attributeScore(x.evaluation).toFixed(3)} |`)
 ].join("\n")
-
-export type RecipeSearchRequirements = Checkpoints

@@ -15,7 +15,7 @@ import * as path from "node:path"
 import { AttentionProbe } from "../attention/AttentionProbe.js"
 import { Backbone } from "../backbone/Backbone.js"
 import { CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
-import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { formatVersion, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { ImageError, readImage } from "../image/Image.js"
 import { LossCalibrator } from "../loss/LossCalibrator.js"
 import { makeWeights } from "../nn/Weights.js"
@@ -29,6 +29,7 @@ import { checkPrompt, conceptTokens } from "./Prompt.js"
 import { type Item, makeRow, prepareImage } from "./Data.js"
 import { effectiveLearningRate, type TrainConfig } from "./TrainConfig.js"
 import { regularizationItems } from "./Regularization.js"
+import { toHost, toTensors } from "../checkpoint/HostTensors.js"
 
 export type TrainEvent =
   | {
@@ -99,14 +100,6 @@ export const configDifferences = (a: TrainConfig, b: TrainConfig): Array<string>
   Object.keys(a).filter((k) =>
     !resumableFields.has(k) && JSON.stringify((a as Record<string, unknown>)[k]) !== JSON.stringify((b as Record<string, unknown>)[k])
   )
-
-const toHost = (t: tf.Tensor): Effect.Effect<HostTensor> =>
-  Effect.promise(async () => ({ shape: [...t.shape], data: (await t.data()) as Float32Array }))
-
-const hostMap = (m: ReadonlyMap<string, tf.Tensor>) =>
-  Effect.forEach([...m], ([k, t]) => Effect.map(toHost(t), (h) => [k, h] as const)).pipe(Effect.map((e) => new Map(e)))
-
-const fromHost = (m: ReadonlyMap<string, HostTensor>) => new Map([...m].map(([k, h]) => [k, tf.tensor(h.data, [...h.shape])]))
 
 export const train = (options: TrainOptions) =>
   Stream.callback<TrainEvent, TrainError, Backbone | AttentionProbe | LossCalibrator | Optimizer | Checkpoints | TensorRuntime>(
@@ -186,8 +179,8 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
     if (h.step > config.steps) {
       return yield* new ResumeMismatch({ path: from, reason: `it is already at step ${h.step}, past --steps ${config.steps}`, fix: `ask for --steps ${h.step} or more` })
     }
-    params = fromHost(snapshot.trainable)
-    optState = { step: snapshot.optimizer.step, m: fromHost(snapshot.optimizer.m), v: fromHost(snapshot.optimizer.v) }
+    params = toTensors(snapshot.trainable)
+    optState = { step: snapshot.optimizer.step, m: toTensors(snapshot.optimizer.m), v: toTensors(snapshot.optimizer.v) }
     history = [...h.lossHistory]
     startStep = h.step
   } else {
@@ -211,8 +204,8 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
         baseModel: { kind: backbone.info.kind, name: backbone.info.name, identity: backbone.info.identity },
         lossHistory: history
       },
-      trainable: yield* hostMap(params),
-      optimizer: { step: optState.step, m: yield* hostMap(optState.m), v: yield* hostMap(optState.v) }
+      trainable: yield* toHost(params),
+      optimizer: { step: optState.step, m: yield* toHost(optState.m), v: yield* toHost(optState.v) }
     }
     return s
   })

@@ -1,5 +1,5 @@
 /**
- * Parity with diffusers/transformers on ../shared/fixtures/sd-tiny through `disendiff check-model`,
+ * Parity with diffusers/transformers on fixtures/sd-tiny (vendored, see fixtures/README.md) through `disendiff check-model`,
  * on wasm and on the independent cpu backend, and proof that the check fails when a reference output
  * is wrong.
  */
@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { disendiff, root, tempDir } from "./cli.js"
 
-const fixtures = path.resolve(root, "../shared/fixtures/sd-tiny")
+const fixtures = path.resolve(root, "fixtures/sd-tiny")
 
 describe("check-model", () => {
   for (const backend of ["wasm", "cpu"]) {
@@ -24,11 +24,11 @@ describe("check-model", () => {
   }
 
   it("fails, naming the tensor, when a reference output disagrees", async () => {
-    // same layout as ../shared, so that the manifest's ../../data/ vocabulary resolves
+    // same layout as fixtures/, so that the manifest's ../data/ vocabulary resolves
     const top = await tempDir()
-    const dir = path.join(top, "fixtures", "sd-tiny")
+    const dir = path.join(top, "sd-tiny")
     await fs.cp(fixtures, dir, { recursive: true })
-    await fs.symlink(path.resolve(fixtures, "../../data"), path.join(top, "data"))
+    await fs.symlink(path.resolve(fixtures, "../data"), path.join(top, "data"))
     await fs.chmod(path.join(dir, "A"), 0o755)
     const file = path.join(dir, "A", "unet_io.safetensors")
     await fs.chmod(file, 0o644)

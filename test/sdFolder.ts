@@ -5,7 +5,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { root } from "./cli.js"
 
-export const fixtureA = path.resolve(root, "../shared/fixtures/sd-tiny/A")
+export const fixtureA = path.resolve(root, "fixtures/sd-tiny/A")
 
 /** Words the tests' captions use, each merged into one token (so class words are single tokens). */
 const words = ["a", "photo", "of", "cat", "dog", "and", "far", "away", "very", "small", "zoomed", "in", "close", "up", "on", "the"]

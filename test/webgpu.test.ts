@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { disendiff, root, tempDir } from "./cli.js"
 
-const fixtures = path.resolve(root, "../shared/fixtures/sd-tiny")
+const fixtures = path.resolve(root, "fixtures/sd-tiny")
 const required = (process.env["DISENDIFF_REQUIRE_WEBGPU"] ?? "") !== ""
 const probe = await Effect.runPromise(Effect.result(WebGpu.probe()))
 const reason = Result.isFailure(probe) ? probe.failure.message : undefined

@@ -1,6 +1,6 @@
 /**
  * tfjs's WebGPU backend in Node, on Dawn's Node binding (the `webgpu` package, which ships the
- * `dawn.node` binaries), as a `TensorRuntime` layer (../shared/reference/tfjs-backends.md §3).
+ * `dawn.node` binaries), as a `TensorRuntime` layer (docs/reference/tfjs-backends.md §3).
  *
  * It takes a real GPU adapter (Vulkan, Metal or D3D12) when there is one. On machines without a GPU
  * it takes Mesa's software OpenGL (llvmpipe) in WebGPU compatibility mode, which needs

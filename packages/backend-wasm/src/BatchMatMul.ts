@@ -1,7 +1,7 @@
 /**
  * A faster `BatchMatMul` for the wasm backend. tfjs-wasm runs a product on XNNPACK only when neither
  * operand is transposed and both batch sizes are 1; every batched product (attention's Q K^T and
- * P V, per head) falls to a naive loop about 10x slower (../shared/reference/tfjs-backends.md §1.3).
+ * P V, per head) falls to a naive loop about 10x slower (docs/reference/tfjs-backends.md §1.3).
  * This kernel runs each batch slice as its own 2-D XNNPACK product, in place: the slices are
  * registered with the wasm backend as temporary tensors that alias the operands' memory, so nothing
  * is copied. XNNPACK caches a packed operator per right-hand tensor id, so every temporary id is

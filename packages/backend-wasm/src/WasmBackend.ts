@@ -3,7 +3,7 @@
  * about 15-20 GFLOP/s on one core and available everywhere.
  *
  * The wasm32 heap stops at 4 GiB, and when its `malloc` fails tfjs silently places the tensor at
- * address 0, corrupting others (../shared/reference/tfjs-backends.md §5). This layer wraps the
+ * address 0, corrupting others (docs/reference/tfjs-backends.md §5). This layer wraps the
  * backend's allocator: it keeps exact live and peak byte counts and refuses, with
  * `AllocationRefused` (turned into a typed `OutOfMemory` by `runTensors`), any allocation that would
  * pass the limit, and any that `malloc` itself fails.

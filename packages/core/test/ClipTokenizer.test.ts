@@ -15,9 +15,9 @@ import {
 import { fixText } from "../src/tokenizer/FixText.js"
 import { tempDir } from "./fixtures.js"
 
-const shared = fileURLToPath(new URL("../../../../shared/", import.meta.url))
-const bpeFile = path.join(shared, "data/bpe_simple_vocab_16e6.txt.gz")
-const oracle = JSON.parse(fs.readFileSync(path.join(shared, "fixtures/sd-tiny/tokenizer/tokenizer_cases.json"), "utf8")) as {
+const fixtures = fileURLToPath(new URL("../../../fixtures/", import.meta.url))
+const bpeFile = path.join(fixtures, "data/bpe_simple_vocab_16e6.txt.gz")
+const oracle = JSON.parse(fs.readFileSync(path.join(fixtures, "sd-tiny/tokenizer/tokenizer_cases.json"), "utf8")) as {
   readonly cases: ReadonlyArray<{
     readonly text: string
     readonly category: string

@@ -12,7 +12,7 @@ import {
 } from "../src/io/DiffusersFolder.js"
 import { tempDir } from "./fixtures.js"
 
-const folderA = path.resolve(fileURLToPath(import.meta.url), "../../../../../shared/fixtures/sd-tiny/A")
+const folderA = path.resolve(fileURLToPath(import.meta.url), "../../../../fixtures/sd-tiny/A")
 
 const weightFiles: Record<string, string> = {
   unet: "diffusion_pytorch_model.safetensors",

@@ -15,7 +15,7 @@ import {
 } from "../src/io/Safetensors.js"
 import { tempDir } from "./fixtures.js"
 
-const sdTiny = path.resolve(fileURLToPath(import.meta.url), "../../../../../shared/fixtures/sd-tiny")
+const sdTiny = path.resolve(fileURLToPath(import.meta.url), "../../../../fixtures/sd-tiny")
 
 interface ManifestTensor {
   readonly shape: ReadonlyArray<number>

@@ -1,4 +1,5 @@
 import { Effect } from "effect"
+import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "vitest"
 import { estimateTrainingBytes } from "../src/backbone/Memory.js"
 import { readDiffusersFolder } from "../src/io/DiffusersFolder.js"
@@ -6,7 +7,7 @@ import { readSafetensors } from "../src/io/Safetensors.js"
 import { clipTextConfig, unetConfig, vaeConfig } from "../src/models/Configs.js"
 import { clipParameterShapes, parameterCount, type ParameterShape, unetParameterShapes, vaeParameterShapes } from "../src/models/Shapes.js"
 
-const fixture = "../shared/fixtures/sd-tiny/A"
+const fixture = fileURLToPath(new URL("../../../fixtures/sd-tiny/A", import.meta.url))
 
 /** Our layout of a PyTorch shape. */
 const ours = (p: ParameterShape, torch: ReadonlyArray<number>) =>

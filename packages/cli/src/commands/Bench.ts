@@ -44,7 +44,7 @@ export const bench = Command.make(
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON object"), Flag.withDefault(false)),
     suite: Flag.Boolean("suite").pipe(Flag.withDescription("run the benchmark suite and update docs/benchmarks.md"), Flag.withDefault(false)),
-    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("../shared/fixtures/sd-tiny"))
+    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny"))
   },
   (f) =>
     Effect.gen(function*() {

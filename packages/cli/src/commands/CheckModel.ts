@@ -1,6 +1,6 @@
 /**
  * `disendiff check-model --fixtures DIR`: parity with the reference implementation on a fixture
- * folder (manifest.json format of ../shared/fixtures/sd-tiny). Prints one row per tensor and exits
+ * folder (manifest.json format of fixtures/sd-tiny). Prints one row per tensor and exits
  * non-zero if any fails.
  */
 import { type CheckRow, checkFixtures } from "@disendiff/core"
@@ -17,7 +17,7 @@ export const formatRow = (r: CheckRow, width: number) =>
 export const checkModel = Command.make(
   "check-model",
   {
-    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("fixture folder with a manifest.json (e.g. ../shared/fixtures/sd-tiny)")),
+    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("fixture folder with a manifest.json (e.g. fixtures/sd-tiny)")),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the rows as one JSON object"), Flag.withDefault(false))
   },

@@ -3,7 +3,7 @@
  * Cases: fixture config A (batch 2, 16x16), a ~35M-parameter "medium" UNet (128/256/256, two layers
  * per block, cross-attention dim 256, 8 heads; batch 2, 32x32), the built-in model's personalisation
  * step (batch 8, official calibration) and its 50-step guided DDIM sample. The PyTorch reference is
- * ../shared/fixtures/sd-tiny/torch-cpu-timing.json (2 threads, float32, gradients into every parameter).
+ * fixtures/sd-tiny/torch-cpu-timing.json (2 threads, float32, gradients into every parameter).
  */
 import { Effect, Layer, Schema, Stream } from "effect"
 import * as fs from "node:fs/promises"

@@ -81,7 +81,7 @@ export interface DemoPlan {
  * Personalisation hyperparameters, chosen before the built-in model's weights existed (on stand-in
  * weights, for time only): the full demo should take at most 10 minutes and `--quick` at most 3 on
  * the project's 2-core machine. Tune them once the real model is in (docs/demo.md).
- * - lr 1e-3 unscaled: the prototype (../shared/reference/builtin-model-prototype.md) found 8e-5 to
+ * - lr 1e-3 unscaled: the prototype (docs/reference/builtin-model-prototype.md) found 8e-5 to
  *   1e-4 barely moved a model of this size in 250 steps, and 1e-3 moved it.
  * - batch 4, no accumulation: 0.2-0.6 s per step with attention probing on the shared 2-core machine
  *   (wasm, stand-in weights of the built-in model's size, depending on the machine's other load).

@@ -1,6 +1,6 @@
 /**
  * The DisenDiff objective (CVPR 2024), exactly as the official code computes it
- * (../shared/reference/disendiff-method.md a.3, g, i):
+ * (docs/reference/disendiff-method.md a.3, g, i):
  *
  *   L = L_base + weight * mean_rows[ sum_i (1 - IoU(sg(f(G(N(A_ci)))), G(N(A_mi))))        (L_bind)
  *                                 + reduce_{i<j} IoU(f(G(N(A_ci))), f(G(N(A_cj)))) ]       (L_s&s)

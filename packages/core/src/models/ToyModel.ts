@@ -59,7 +59,7 @@ export interface ToyRecipe {
 
 /**
  * v-prediction on SD's schedule rescaled to zero terminal SNR: the prototype's better recipe
- * (../shared/reference/builtin-model-prototype.md), with which colours and backgrounds follow the text.
+ * (docs/reference/builtin-model-prototype.md), with which colours and backgrounds follow the text.
  */
 export const defaultToyRecipe: ToyRecipe = { predictionType: "v_prediction", betaSchedule: "scaled_linear", zeroTerminalSnr: true }
 

@@ -3,7 +3,7 @@
  *
  * tfjs's own gradients use matMul with transpose flags, batched matMul and Conv2DBackpropInput, which on
  * wasm fall to naive loops ~10x slower than XNNPACK; and wasm has no Conv2DBackpropFilter at all
- * (../shared/reference/tfjs-backends.md §1.3, §2.2). Here every backward is made of forward matMuls
+ * (docs/reference/tfjs-backends.md §1.3, §2.2). Here every backward is made of forward matMuls
  * with explicit transposes and forward convolutions with flipped filters. A `*Frozen` variant closes
  * over its weight so that no weight gradient is computed.
  */

@@ -1,5 +1,5 @@
 /**
- * The fixture manifest format of ../shared/fixtures/sd-tiny: configurations with model folders and
+ * The fixture manifest format of fixtures/sd-tiny: configurations with model folders and
  * fixture files, every tensor with its role and tolerance; shared scheduler tables; tokenizer cases.
  */
 import { Effect, Schema } from "effect"

@@ -2,7 +2,7 @@
  * Reverse-process steps as diffusers' DDIMScheduler and DDPMScheduler compute them (Song et al. 2021,
  * Ho et al. 2020): timestep spacings, the x0 / epsilon conversion per prediction type, optional x0
  * clipping, and one update from x_t to x_prev. Scalars are float64 on the host; tensors are the
- * latents. The fixtures in ../shared/fixtures/sd-tiny (scheduler tables, the DDIM trajectory) pin it.
+ * latents. The fixtures in fixtures/sd-tiny (scheduler tables, the DDIM trajectory) pin it.
  */
 import { tf } from "../tensor/Tf.js"
 import type { NoiseSchedule } from "./NoiseSchedule.js"

@@ -1,7 +1,7 @@
 /**
  * The tensor runtime: which tfjs backend is current, how much memory it holds, and the guard that
  * refuses work before the wasm heap runs out (wasm out-of-memory silently corrupts tensors, see
- * ../shared/reference/tfjs-backends.md §5).
+ * docs/reference/tfjs-backends.md §5).
  *
  * Backends are Layers that provide this service: `CpuBackend.layer` here, `WasmBackend.layer` in
  * `@disendiff/backend-wasm`, and the native and WebGPU layers in `@disendiff/backend-node`.

@@ -2,7 +2,7 @@
  * The one place the project imports TensorFlow.js from.
  *
  * `@tensorflow/tfjs-core`'s Node bundle registers no gradient functions (only the union package
- * `@tensorflow/tfjs` does, see ../shared/reference/tfjs-backends.md §2.2). The gradient configs ship
+ * `@tensorflow/tfjs` does, see docs/reference/tfjs-backends.md §2.2). The gradient configs ship
  * only as extensionless ESM files, which Node cannot load as they are; `registerGradients` adds a
  * module-resolution hook that appends `.js` to relative imports inside tfjs-core's `dist/` and then
  * loads `register_all_gradients.js`. The ESM copy it loads shares tfjs's global engine and registries

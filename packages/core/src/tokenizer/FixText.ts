@@ -1,6 +1,6 @@
 /**
  * `ftfy.fix_text` with ftfy 6.3.1's default settings, which transformers' CLIPTokenizer applies to every
- * prompt when ftfy is installed (the tokenizer oracle in shared/fixtures was made that way).
+ * prompt when ftfy is installed (the tokenizer oracle in fixtures/sd-tiny was made that way).
  *
  * The text is fixed line by line. On each line these fixes run in ftfy's order, and the round repeats
  * until the line stops changing: HTML entities decoded (only those ending in `;`, plus all-caps forms of

@@ -102,7 +102,7 @@ export const decodeTrainConfig = Schema.decodeUnknownEffect(TrainConfig)
 /**
  * Personalising the built-in model: the demo's full settings (packages/core/src/demo/DemoPlan.ts), so
  * that `disendiff train` on a world image behaves as the demo does. The official 8e-5 barely moves a
- * model this small in 250 steps (../shared/reference/builtin-model-prototype.md).
+ * model this small in 250 steps (docs/reference/builtin-model-prototype.md).
  */
 const toyOverrides: Partial<TrainConfig> = {
   template: "{}",

@@ -62,7 +62,14 @@ const readConfig = (file: Option.Option<string>) =>
 export const pretrain = Command.make(
   "pretrain",
   {
-    world: Flag.Literals("world", ["shapes"]).pipe(Flag.withDescription("the procedural world to learn"), Flag.withDefault("shapes" as const)),
+    world: Flag.Literals("world", ["shapes", "shapes-v2"]).pipe(
+      Flag.withDescription("the procedural world to learn (default: the config's, else shapes); shapes-v2 has unnamed variation"),
+      Flag.optional
+    ),
+    init: Flag.String("init").pipe(
+      Flag.withDescription("start from this pretraining checkpoint's EMA weights (same model size; e.g. a v1 model for shapes-v2) instead of fresh ones"),
+      Flag.optional
+    ),
     out: Flag.String("out").pipe(Flag.withDescription("output folder; the checkpoint is OUT/checkpoint.msgpack")),
     resume: Flag.String("resume").pipe(Flag.withDescription("continue from this checkpoint"), Flag.optional),
     steps: Flag.Int("steps").pipe(Flag.withDescription("total optimizer steps (the target, also when resuming)"), Flag.optional),
@@ -84,7 +91,26 @@ export const pretrain = Command.make(
         )
       // when resuming, a config file may change the schedule (steps, learning rate, evaluation) of the run
       const overrides = resume !== undefined && Option.isSome(f.config) ? yield* readConfig(f.config) : undefined
-      const config = { ...base, ...(overrides ?? {}), ...(Option.isSome(f.steps) ? { steps: f.steps.value } : {}) }
+      if (resume !== undefined && Option.isSome(f.init)) {
+        return yield* new UsageError({ message: `--init ${f.init.value}: a resumed run already has its weights; give --resume or --init, not both` })
+      }
+      const seed = Option.isSome(f.init) ? yield* CheckpointFile.load(f.init.value) : undefined
+      const seedConfig = seed === undefined ? undefined : yield* Schema.decodeUnknownEffect(PretrainConfig)(seed.header.config).pipe(
+        Effect.mapError((e) => new ConfigFileError({ path: Option.getOrElse(f.init, () => ""), reason: `not a pretraining checkpoint: ${e.message}` }))
+      )
+      const config: PretrainConfig = {
+        ...base,
+        ...(overrides ?? {}),
+        ...(Option.isSome(f.steps) ? { steps: f.steps.value } : {}),
+        ...(Option.isSome(f.world) && resume === undefined ? { world: f.world.value } : {}),
+        ...(seed === undefined ? {} : { initFrom: { checkpoint: Option.getOrElse(f.init, () => ""), digest: CheckpointFile.digestOf(seed), step: seed.header.step } })
+      }
+      if (resume !== undefined && Option.isSome(f.world) && f.world.value !== config.world) {
+        return yield* new UsageError({ message: `--world ${f.world.value}: the checkpoint ${resume.path} learns ${config.world}; a resumed run keeps its world` })
+      }
+      const init = seed === undefined || seedConfig === undefined
+        ? undefined
+        : { weights: seed.ema ?? seed.trainable, words: ToyModel.toyModelConfig(seedConfig.size, seedConfig.recipe, seedConfig.world).words }
       const threaded = f.backend === "wasm" || f.backend === "cpu"
       const count = Option.getOrElse(f.workers, () => (threaded ? Math.min(config.gradientAccumulation, os.availableParallelism()) : 1))
       if (count < 1 || (count > 1 && !threaded)) {
@@ -95,6 +121,7 @@ export const pretrain = Command.make(
         config,
         out: f.out,
         resume,
+        init,
         workers,
         onInterrupted: (step, file) => Effect.sync(() => process.stderr.write(`interrupted after step ${step}; checkpoint saved to ${file}\n`))
       }).pipe(Stream.runForEach(report(f.json)), Effect.provide(Layer.merge(backendLayer(f.backend), Checkpoints.layer)))

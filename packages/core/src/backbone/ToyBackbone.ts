@@ -126,7 +126,9 @@ export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(fil
   const header = yield* readSafetensorsHeader(file)
   const size = header.metadata.size === undefined ? undefined : JSON.parse(header.metadata.size)
   const recipe = header.metadata.recipe === undefined ? undefined : JSON.parse(header.metadata.recipe)
-  const cfg = toyModelConfig(size, recipe)
+  // the world (its vocabulary) is in the pretraining configuration; files without one are v1's
+  const world = header.metadata.pretrain_config === undefined ? undefined : JSON.parse(header.metadata.pretrain_config).world
+  const cfg = toyModelConfig(size, recipe, world === "shapes-v2" ? "shapes-v2" : "shapes")
   const params = new Map<string, tf.Tensor>()
   for (const [name, t] of stored) params.set(name, tf.tensor(Float32Array.from(t.data), [...t.shape]))
   for (const p of toyParameterShapes(cfg)) {

@@ -9,7 +9,7 @@ import { fanInInit, normalInit } from "../nn/Init.js"
 import type { NoiseScheduleConfig } from "../schedule/NoiseSchedule.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
 import { tf } from "../tensor/Tf.js"
-import { WORD_ALIASES, WORLD_WORDS } from "../world/Vocabulary.js"
+import { WORD_ALIASES, type WorldName, worldWords } from "../world/Vocabulary.js"
 import type { ClipTextConfig } from "./ClipTextModel.js"
 import { clipParameterShapes, type ParameterShape, unetParameterShapes } from "./Shapes.js"
 import type { UnetConfig } from "./Unet2dConditionModel.js"
@@ -63,16 +63,17 @@ export interface ToyRecipe {
  */
 export const defaultToyRecipe: ToyRecipe = { predictionType: "v_prediction", betaSchedule: "scaled_linear", zeroTerminalSnr: true }
 
-export const toyModelConfig = (size: ToySize = defaultToySize, recipe: ToyRecipe = defaultToyRecipe): ToyModelConfig => {
+export const toyModelConfig = (size: ToySize = defaultToySize, recipe: ToyRecipe = defaultToyRecipe, world: WorldName = "shapes"): ToyModelConfig => {
   const reservedModifiers = 4
+  const words = worldWords(world)
   return {
-    words: WORLD_WORDS,
+    words,
     aliases: WORD_ALIASES,
     reservedModifiers,
     // three-object captions are 15 words; scale-augmentation prefixes add two
     maxLength: 20,
     text: {
-      vocabSize: specials + WORLD_WORDS.length + reservedModifiers,
+      vocabSize: specials + words.length + reservedModifiers,
       hiddenSize: size.textHidden,
       intermediateSize: 4 * size.textHidden,
       heads: size.textHeads,
@@ -139,3 +140,43 @@ export const initToyParameters = (cfg: ToyModelConfig, seed: number): Record<str
     }
     return out
   })
+
+export const tokenEmbeddingName = "text.text_model.embeddings.token_embedding.weight"
+
+/**
+ * Weights for `cfg` seeded from another model of the same size: every tensor is copied, except the token
+ * table, whose rows follow the words (a word both vocabularies know keeps its row; new words start from
+ * fresh rows, drawn as `initToyParameters` draws them) and whose reserved modifier rows keep their order.
+ */
+export const seededParameters = (
+  cfg: ToyModelConfig,
+  seed: number,
+  weights: ReadonlyMap<string, { readonly shape: ReadonlyArray<number>; readonly data: Float32Array | Uint16Array }>,
+  words: ReadonlyArray<string>
+): Map<string, tf.Tensor> => {
+  const fresh = initToyParameters(cfg, seed)
+  const out = new Map<string, tf.Tensor>()
+  for (const p of toyParameterShapes(cfg)) {
+    const w = weights.get(p.name)
+    const data = w === undefined ? undefined : Float32Array.from(w.data)
+    if (p.name === tokenEmbeddingName && data !== undefined) {
+      const hidden = p.shape[1]!
+      const rows = fresh[p.name]!.dataSync().slice() as Float32Array
+      const oldRows = w!.shape[0]!
+      const oldReserved = oldRows - specials - words.length
+      const copy = (from: number, to: number) => rows.set(data.subarray(from * hidden, (from + 1) * hidden), to * hidden)
+      for (let r = 0; r < specials; r++) copy(r, r)
+      cfg.words.forEach((word, i) => {
+        const j = words.indexOf(word)
+        if (j >= 0) copy(specials + j, specials + i)
+      })
+      for (let r = 0; r < Math.min(oldReserved, cfg.reservedModifiers); r++) copy(specials + words.length + r, specials + cfg.words.length + r)
+      out.set(p.name, tf.tensor(rows, [...p.shape]))
+    } else if (data === undefined || w!.shape.join() !== p.shape.join()) {
+      tf.dispose([...out.values(), ...Object.values(fresh)])
+      throw new RangeError(`cannot seed ${p.name}: the other model's tensor is ${w === undefined ? "missing" : `[${w.shape.join(", ")}]`}, this one is [${p.shape.join(", ")}] (same model size needed)`)
+    } else out.set(p.name, tf.tensor(data, [...p.shape]))
+  }
+  tf.dispose(Object.values(fresh))
+  return out
+}

@@ -9,7 +9,9 @@ import { sample } from "../sampling/Sampler.js"
 import type { OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import type { PromptError } from "../tokenizer/Tokenizer.js"
 import { specOf } from "../world/Caption.js"
-import { detect } from "../world/Detect.js"
+import { type DetectedObject, detect } from "../world/Detect.js"
+import { renderScene } from "../world/Render.js"
+import { rgbDistance, type WorldName } from "../world/Vocabulary.js"
 import { checkAgainstPrompt } from "../world/Score.js"
 import { type EvalPrompt, evaluationPrompts } from "./Dataset.js"
 
@@ -23,9 +25,21 @@ export interface Rates {
   readonly allCorrect: number
 }
 
+/**
+ * World v2: does the model draw unnamed appearances when the caption does not ask for one? Over the
+ * colourless objects of the held-out prompts, the share the evaluator sees as two-tone in the samples
+ * and in ground-truth renders of the same prompts' scenes (the world's rate, through the same eyes).
+ */
+export interface UnnamedRates {
+  readonly n: number
+  readonly samples: number
+  readonly renders: number
+}
+
 export interface Evaluation {
   readonly oneObject: Rates
   readonly twoObjects: Rates
+  readonly unnamed?: UnnamedRates | undefined
 }
 
 export interface EvaluateOptions {
@@ -34,6 +48,8 @@ export interface EvaluateOptions {
   readonly steps: number
   readonly guidance: number
   readonly seed: number
+  /** The world whose held-out prompts are sampled (default v1). */
+  readonly world?: WorldName | undefined
   readonly onProgress?: ((done: number, total: number) => Effect.Effect<void>) | undefined
 }
 
@@ -50,9 +66,34 @@ export const scoreImages = (prompts: ReadonlyArray<EvalPrompt>, images: Readonly
   }
 }
 
+/** Whether the evaluator sees two tones: a second dominant colour over 20% of the interior, 0.3 away from the first. */
+export const looksTwoTone = (o: DetectedObject): boolean =>
+  o.dominant[1].share >= 0.2 && rgbDistance(o.dominant[0].rgb, o.dominant[1].rgb) >= 0.3
+
+export const unnamedRates = (prompts: ReadonlyArray<EvalPrompt>, images: ReadonlyArray<RgbImage>): UnnamedRates => {
+  let n = 0
+  let samples = 0
+  let renders = 0
+  prompts.forEach((p, i) => {
+    const spec = specOf(p.scene)
+    const free = spec.objects.map((o, k) => (o.colour === null && o.modifier === null ? k : -1)).filter((k) => k >= 0)
+    if (free.length === 0) return
+    const drawn = detect(images[i]!).objects
+    const truth = detect(renderScene(p.scene)).objects
+    for (const k of free) {
+      n++
+      // objects compared by position only when the count is right
+      if (drawn.length === spec.objects.length && looksTwoTone(drawn[k]!)) samples++
+      if (truth.length === spec.objects.length && looksTwoTone(truth[k]!)) renders++
+    }
+  })
+  return { n, samples: n === 0 ? 0 : samples / n, renders: n === 0 ? 0 : renders / n }
+}
+
 export const evaluate = (backbone: BackboneShape, o: EvaluateOptions): Effect.Effect<Evaluation & { readonly images: ReadonlyArray<RgbImage> }, OutOfMemory | PromptError, TensorRuntime> =>
   Effect.gen(function*() {
-    const { one, two } = evaluationPrompts(o.n)
+    const world = o.world ?? "shapes"
+    const { one, two } = evaluationPrompts(o.n, world)
     const prompts = [...one, ...two]
     const result = yield* sample(backbone, {
       prompts: prompts.map((p) => p.caption),
@@ -66,6 +107,7 @@ export const evaluate = (backbone: BackboneShape, o: EvaluateOptions): Effect.Ef
     return {
       oneObject: scoreImages(one, result.images.slice(0, one.length)),
       twoObjects: scoreImages(two, result.images.slice(one.length)),
+      ...(world === "shapes" ? {} : { unnamed: unnamedRates(prompts, result.images) }),
       images: result.images
     }
   })

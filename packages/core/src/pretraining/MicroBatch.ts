@@ -40,14 +40,14 @@ export const snrWeights = (
   })
 
 export const makeMicroBatch = (c: PretrainConfig, names: ReadonlyArray<string>) => {
-  const cfg = toyModelConfig(c.size, c.recipe)
+  const cfg = toyModelConfig(c.size, c.recipe, c.world)
   const schedule = makeNoiseSchedule(cfg.schedule)
   const tokenizer = makeWordTokenizer({ words: cfg.words, aliases: cfg.aliases, modifiers: [], maxLength: cfg.maxLength })
   const B = c.batchSize
   /** Loss (already divided by the accumulation count) and gradients in the order of `names`. */
   return (params: ReadonlyMap<string, tf.Tensor>, mb: number): Effect.Effect<{ readonly value: tf.Scalar; readonly grads: Array<tf.Tensor> }, OutOfMemory, TensorRuntime> =>
     runTensors("a pretraining micro-batch", () => {
-      const scenes = Array.from({ length: B }, (_, i) => trainingScene(c.seed, mb * B + i))
+      const scenes = Array.from({ length: B }, (_, i) => trainingScene(c.seed, mb * B + i, c.world))
       const captions = scenes.map((s, i) => (stream(c.seed, mb * B + i, "caption-dropout").uniform() < c.captionDropout ? "" : captionOf(s)))
       const timesteps = Array.from({ length: B }, () => 0)
       const tr = stream(c.seed, mb, "timestep")

@@ -13,8 +13,8 @@ import * as path from "node:path"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
 import { type CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
 import type { PromptError } from "../tokenizer/Tokenizer.js"
-import { formatVersion, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
-import { initToyParameters, toyModelConfig } from "../models/ToyModel.js"
+import { formatVersion, type HostTensor, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { initToyParameters, seededParameters, toyModelConfig } from "../models/ToyModel.js"
 import { init as adamInit, type OptimizerState, step as adamStep } from "../optim/Optimizer.js"
 import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
@@ -55,6 +55,11 @@ export interface PretrainOptions {
   readonly out: string
   readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
   readonly onInterrupted?: ((step: number, checkpoint: string) => Effect.Effect<void>) | undefined
+  /**
+   * Start from another model's weights (its EMA), e.g. world v2 from the v1 model; `words` is that
+   * model's vocabulary, so each token row goes to the same word. Ignored when resuming.
+   */
+  readonly init?: { readonly weights: ReadonlyMap<string, HostTensor>; readonly words: ReadonlyArray<string> } | undefined
   /** Compute the micro-batches in parallel threads (absent or one: in this thread). */
   readonly workers?: GradientWorkers | undefined
 }
@@ -70,7 +75,7 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
   const checkpoints = yield* Checkpoints
   const runtime = yield* TensorRuntime
   const c = options.config
-  const cfg = toyModelConfig(c.size, c.recipe)
+  const cfg = toyModelConfig(c.size, c.recipe, c.world)
   const adam = { beta1: 0.9, beta2: c.beta2, eps: 1e-8, weightDecay: c.weightDecay, clipGradNorm: c.clipGradNorm }
 
   let params: Map<string, tf.Tensor>
@@ -90,6 +95,12 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
     evaluations = [...(extra?.evaluations ?? [])]
     seconds = extra?.seconds ?? 0
     step = s.header.step
+  } else if (options.init !== undefined) {
+    params = seededParameters(cfg, c.initSeed, options.init.weights, options.init.words)
+    ema = new Map([...params].map(([k, t]) => [k, tf.clone(t)]))
+    opt = adamInit(params)
+    history = []
+    evaluations = []
   } else {
     params = new Map(Object.entries(initToyParameters(cfg, c.initSeed)))
     ema = new Map([...params].map(([k, t]) => [k, tf.clone(t)]))
@@ -112,7 +123,9 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
         config: c,
         rng: { algorithm: "philox4x32-10" as const, seed: c.seed },
         dataCursor: samplesAt(step),
-        baseModel: { kind: "toy", name: "from scratch", identity: `init-seed-${c.initSeed}` },
+        baseModel: c.initFrom === undefined
+          ? { kind: "toy", name: "from scratch", identity: `init-seed-${c.initSeed}` }
+          : { kind: "toy", name: `from ${c.initFrom.checkpoint} step ${c.initFrom.step}`, identity: c.initFrom.digest },
         lossHistory: history,
         pretraining: { evaluations, seconds }
       },
@@ -203,8 +216,8 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
       })
       if (c.evalEvery > 0 && step % c.evalEvery === 0) {
         const backbone = makeToyBackbone(cfg, new Map([...ema].map(([k, t]) => [k, t])), { modifiers: [], name: "ema", identity: "ema" })
-        const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000 })
-        const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects }
+        const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000, world: c.world })
+        const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects, ...(e.unnamed === undefined ? {} : { unnamed: e.unnamed }) }
         // the samples themselves, enlarged, one row per group, for looking at progress
         const perRow = Math.min(12, c.evalSamples)
         const grid = column([row(e.images.slice(0, perRow)), row(e.images.slice(c.evalSamples, c.evalSamples + perRow))])

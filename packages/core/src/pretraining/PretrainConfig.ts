@@ -1,6 +1,7 @@
 /** The built-in model's pretraining configuration (stored whole in every pretraining checkpoint). */
 import { Schema } from "effect"
 import { defaultToyRecipe, defaultToySize } from "../models/ToyModel.js"
+import { WORLD_NAMES } from "../world/Vocabulary.js"
 
 const PositiveInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const NonNegativeInt = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -24,7 +25,12 @@ export const ToyRecipe = Schema.Struct({
 })
 
 export const PretrainConfig = Schema.Struct({
-  world: Schema.Literal("shapes"),
+  world: Schema.Literals(WORLD_NAMES),
+  /**
+   * The run started from another pretraining checkpoint's EMA weights instead of fresh ones (rows of
+   * words the other model did not know start fresh); fresh optimizer state. Absent: from scratch.
+   */
+  initFrom: Schema.optionalKey(Schema.Struct({ checkpoint: Schema.String, digest: Schema.String, step: NonNegativeInt })),
   size: ToySize,
   /** Prediction type and noise schedule (absent in early checkpoints: the default recipe). */
   recipe: Schema.optionalKey(ToyRecipe),

@@ -2,7 +2,7 @@
  * Captions of the shapes world and their grammar:
  *
  *   caption    = object { "and" object } [ "on" "a" background "background" ]
- *   object     = ("a" | "an") [ colour | modifier ] shape
+ *   object     = ("a" | "an") [ size ] [ colour | modifier ] shape
  *
  * e.g. "a red circle and a blue square on a gray background", "a <v1> circle and a <v2> square". A
  * modifier token stands right before its class word, as the method's token layout requires
@@ -24,6 +24,9 @@ import {
   isBackground,
   isColour,
   isShape,
+  isSize,
+  SIZES,
+  type SizeName,
   MODIFIER_PATTERN,
   SHAPES,
   type ShapeName,
@@ -35,6 +38,8 @@ export interface ObjectSpec {
   /** The named colour, or null when the prompt leaves it open or gives a modifier instead. */
   readonly colour: ColourName | null
   readonly modifier: string | null
+  /** The size word (world v2), absent or null when the prompt says none. */
+  readonly size?: SizeName | null | undefined
 }
 
 export interface PromptSpec {
@@ -62,12 +67,12 @@ export const MAX_OBJECTS = 3
 const EXAMPLE = "a <v1> circle and a red square on a gray background"
 const VOCABULARY = `the built-in world knows only the shapes ${SHAPES.join(", ")}; the object colours ${
   COLOURS.join(", ")
-}; the backgrounds ${BACKGROUNDS.join(", ")}; the words ${FUNCTION_WORDS.join(", ")}; and modifier tokens such as <v1> right before a shape, e.g. "${EXAMPLE}"`
+}; the sizes ${SIZES.join(", ")}; the backgrounds ${BACKGROUNDS.join(", ")}; the words ${FUNCTION_WORDS.join(", ")}; and modifier tokens such as <v1> right before a shape, e.g. "${EXAMPLE}"`
 
 export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionError> => {
   const words = splitWords(text).map((w) => WORD_ALIASES[w] ?? w)
   const fail = (word: string, reason: string, fix: string) => Result.fail(new CaptionError({ caption: text, word, reason, fix }))
-  const unknown = words.find((w) => !WORLD_WORDS.includes(w) && !MODIFIER_PATTERN.test(w))
+  const unknown = words.find((w) => !WORLD_WORDS.includes(w) && !isSize(w) && !MODIFIER_PATTERN.test(w))
   if (unknown !== undefined) return fail(unknown, `unknown word "${unknown}"`, `write it in the world's words: ${VOCABULARY}`)
   if (words.length === 0) return fail("", "it is empty", `write e.g. "${EXAMPLE}"`)
   const found = (w: string | undefined) => (w === undefined ? "the caption ends" : `found "${w}"`)
@@ -77,6 +82,12 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
   for (;;) {
     if (words[i] !== "a") return fail(words[i] ?? "", `expected "a" to begin an object but ${found(words[i])}`, `name each object as "a [colour] shape", e.g. "${EXAMPLE}"`)
     i++
+    let size: SizeName | null = null
+    const z = words[i]
+    if (z !== undefined && isSize(z)) {
+      size = z
+      i++
+    }
     const w = words[i]
     let colour: ColourName | null = null
     let modifier: string | null = null
@@ -94,7 +105,7 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
       return fail(s ?? "", `expected a shape after "${words[i - 1]}" but ${found(s)}`, fix)
     }
     i++
-    objects.push({ shape: s, colour, modifier })
+    objects.push(size === null ? { shape: s, colour, modifier } : { shape: s, colour, modifier, size })
     if (words[i] !== "and") break
     i++
   }
@@ -122,7 +133,7 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
 
 export const formatCaption = (spec: PromptSpec): string => {
   const objects = spec.objects.map((o) => {
-    const words = [o.modifier ?? o.colour, o.shape].filter((w) => w !== null)
+    const words = [o.size ?? null, o.modifier ?? o.colour, o.shape].filter((w) => w !== null)
     return [articleFor(words[0]!), ...words].join(" ")
   })
   const text = objects.join(" and ")
@@ -132,11 +143,11 @@ export const formatCaption = (spec: PromptSpec): string => {
 /** What a scene's caption says: named colours, modifiers for novel objects, the background if named. */
 export const specOf = (scene: Scene): PromptSpec => ({
   background: scene.namesBackground ? scene.background : null,
-  objects: scene.objects.map((o) => ({
-    shape: o.shape,
-    colour: o.appearance.kind === "named" ? o.appearance.colour : null,
-    modifier: o.appearance.kind === "novel" ? o.appearance.modifier : null
-  }))
+  objects: scene.objects.map((o) => {
+    const colour = o.appearance.kind === "novel" ? null : o.appearance.colour
+    const modifier = o.appearance.kind === "novel" ? o.appearance.modifier : null
+    return o.size === undefined || o.size === null ? { shape: o.shape, colour, modifier } : { shape: o.shape, colour, modifier, size: o.size }
+  })
 })
 
 export const captionOf = (scene: Scene): string => formatCaption(specOf(scene))

@@ -13,6 +13,7 @@
  * Layouts are symmetric under a horizontal flip, because the method's data pipeline flips every training
  * row at random (`training/Data.ts`): a diagonal split would show the model both diagonals.
  */
+import { CAP_LEVEL, type LayoutName, RING_INNER } from "./Variation.js"
 import type { Rgb, ShapeName } from "./Vocabulary.js"
 
 export const NOVEL_NAMES = Object.freeze(["ring", "split", "capped"] as const)
@@ -23,6 +24,9 @@ export interface NovelAppearance {
   /** The shape the appearance goes with (it can be painted on any shape). */
   readonly shape: ShapeName
   readonly description: string
+  /** The same look as world v2's layouts describe it (`Variation.ts`): main tone, then second tone. */
+  readonly layout: LayoutName
+  readonly tones: readonly [Rgb, Rgb]
   /** Its two tones, named for humans only (these names are not world words). */
   readonly palette: readonly [{ readonly name: string; readonly rgb: Rgb }, { readonly name: string; readonly rgb: Rgb }]
   /**
@@ -39,16 +43,16 @@ const spring: Rgb = [0.1, 1, 0.6]
 const chartreuse: Rgb = [0.5, 0.9, 0]
 const aqua: Rgb = [0.4, 1, 1]
 
-/** Inner disc radius 0.6 r: the centre holds 36% of the area, large enough to survive 32 px. */
-const RING_INNER = 0.6
-/** The tip of the triangle holds ((0.2 + 1) / 2)^2 = 36% of its area. */
-const CAP_LEVEL = 0.2
+// RING_INNER (0.6 r): the centre holds 36% of the area, large enough to survive 32 px. CAP_LEVEL (0.2):
+// the tip of the triangle holds ((0.2 + 1) / 2)^2 = 36% of its area. Both are v2 layouts' constants.
 
 export const NOVEL_APPEARANCES: ReadonlyArray<NovelAppearance> = Object.freeze([
   {
     name: "ring",
     shape: "circle",
     description: "a circle with a magenta outer ring and an azure centre disc",
+    layout: "ring",
+    tones: [magenta, azure],
     palette: [{ name: "magenta", rgb: magenta }, { name: "azure", rgb: azure }],
     colourAt: (u: number, v: number) => (u * u + v * v <= RING_INNER * RING_INNER ? azure : magenta)
   },
@@ -56,6 +60,8 @@ export const NOVEL_APPEARANCES: ReadonlyArray<NovelAppearance> = Object.freeze([
     name: "split",
     shape: "square",
     description: "a square with a navy top half and a spring-green bottom half",
+    layout: "halves",
+    tones: [navy, spring],
     palette: [{ name: "navy", rgb: navy }, { name: "spring green", rgb: spring }],
     colourAt: (_u: number, v: number) => (v < 0 ? navy : spring)
   },
@@ -63,6 +69,8 @@ export const NOVEL_APPEARANCES: ReadonlyArray<NovelAppearance> = Object.freeze([
     name: "capped",
     shape: "triangle",
     description: "a triangle with a chartreuse tip and an aqua base",
+    layout: "cap",
+    tones: [aqua, chartreuse],
     palette: [{ name: "chartreuse", rgb: chartreuse }, { name: "aqua", rgb: aqua }],
     colourAt: (_u: number, v: number) => (v < CAP_LEVEL ? chartreuse : aqua)
   }

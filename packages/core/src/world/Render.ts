@@ -11,6 +11,7 @@ import { novelAppearance } from "./NovelAppearance.js"
 import type { Appearance, Scene, SceneObject } from "./Scene.js"
 import { WORLD_SIZE } from "./Scene.js"
 import { inside } from "./Shape.js"
+import { secondToneAt } from "./Variation.js"
 import { BACKGROUND_RGB, COLOUR_RGB, type Rgb, type ShapeName } from "./Vocabulary.js"
 
 export const SUPERSAMPLE = 4
@@ -20,6 +21,10 @@ const SAMPLES = SUPERSAMPLE * SUPERSAMPLE
 /** The colour of an appearance at local coordinates (u, v) (`Shape.ts`). */
 export const appearanceColour = (appearance: Appearance): ((u: number, v: number) => Rgb) => {
   if (appearance.kind === "novel") return novelAppearance(appearance.concept).colourAt
+  if (appearance.kind === "painted") {
+    const { layout, tones } = appearance.paint
+    return (u, v) => (secondToneAt(layout, u, v) ? tones[1] : tones[0])
+  }
   const c = COLOUR_RGB[appearance.colour]
   return () => c
 }

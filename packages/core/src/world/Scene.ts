@@ -12,13 +12,16 @@ import { Result } from "effect"
 import { type RandomStream, stream } from "../random/Rng.js"
 import { CaptionError, formatCaption, MAX_OBJECTS, type PromptSpec } from "./Caption.js"
 import type { NovelName } from "./NovelAppearance.js"
-import { BACKGROUNDS, type BackgroundName, type ColourName, COLOURS, SHAPES, type ShapeName } from "./Vocabulary.js"
+import { nameableColour, type Paint, P_SAY_COLOUR, samplePaint } from "./Variation.js"
+import { BACKGROUNDS, type BackgroundName, type ColourName, COLOURS, SHAPES, type ShapeName, type SizeName, type WorldName } from "./Vocabulary.js"
 
 export const WORLD_SIZE = 32
 
 export type Appearance =
   | { readonly kind: "named"; readonly colour: ColourName }
   | { readonly kind: "novel"; readonly concept: NovelName; readonly modifier: string }
+  /** World v2: a layout and tones (`Variation.ts`), and the colour word the caption says, if any. */
+  | { readonly kind: "painted"; readonly paint: Paint; readonly colour: ColourName | null }
 
 export interface SceneObject {
   readonly shape: ShapeName
@@ -26,6 +29,8 @@ export interface SceneObject {
   /** Centre in pixels; pixel (i, j) covers [j, j + 1] x [i, i + 1]. */
   readonly centre: { readonly x: number; readonly y: number }
   readonly halfSize: number
+  /** World v2: the size word the caption says ("small", "large"); absent or null when it says none. */
+  readonly size?: SizeName | null | undefined
 }
 
 export interface Scene {
@@ -52,10 +57,17 @@ const between = (rnd: RandomStream, lo: number, hi: number) => lo + (hi - lo) * 
 /** Centres and half-sizes for `count` objects (1-3), left to right. */
 const layout = (rnd: RandomStream, count: number): Array<{ x: number; y: number; halfSize: number }> => {
   const [lo, hi] = HALF_SIZE[count - 1]!
-  const sizes = Array.from({ length: count }, () => between(rnd, lo, hi))
+  return place(rnd, Array.from({ length: count }, () => between(rnd, lo, hi)))
+}
+
+/** Centres for objects of the given half-sizes, left to right. */
+const place = (rnd: RandomStream, sizes: ReadonlyArray<number>): Array<{ x: number; y: number; halfSize: number }> => {
+  const count = sizes.length
   if (count === 1) {
     const c = WORLD_SIZE / 2
-    return [{ x: between(rnd, c - ONE_JITTER, c + ONE_JITTER), y: between(rnd, c - ONE_JITTER, c + ONE_JITTER), halfSize: sizes[0]! }]
+    // large objects move less, so they stay 1 px inside the border
+    const j = Math.min(ONE_JITTER, c - BORDER - sizes[0]!)
+    return [{ x: between(rnd, c - j, c + j), y: between(rnd, c - j, c + j), halfSize: sizes[0]! }]
   }
   // Slack left after the objects, the minimum gaps and the border; up to half of it goes to each outer
   // margin and what remains widens the gaps equally, so the first object stays in the left part.
@@ -94,6 +106,53 @@ export const sampleScene = (seed: number, index: number): Scene => {
     }))
   }
 }
+
+/**
+ * Half-size ranges of world v2 by object count and size class. Normal sizes are v1's; one small or large
+ * object in five, named by its size word with p = `P_SAY_SIZE`.
+ */
+const V2_HALF_SIZE: ReadonlyArray<Readonly<Record<"small" | "normal" | "large", readonly [number, number]>>> = [
+  { small: [4.5, 6], normal: [7, 10], large: [11, 13] },
+  { small: [3.75, 4.75], normal: [5, 7], large: [5, 7] }
+]
+export const P_SMALL = 0.2
+export const P_LARGE = 0.2
+export const P_SAY_SIZE = 0.9
+
+/** Scene `index` of world v2 (`Variation.ts`): v1's objects and layouts with unnamed variation. */
+export const sampleSceneV2 = (seed: number, index: number): Scene => {
+  const rnd = stream(seed, index, "world-v2-scene")
+  const count = rnd.uniform() < P_ONE_OBJECT ? 1 : 2
+  const background = BACKGROUNDS[rnd.int(0, BACKGROUNDS.length - 1)]!
+  const namesBackground = rnd.uniform() < P_NAMED_BACKGROUND
+  const objects = Array.from({ length: count }, () => {
+    const shape = SHAPES[rnd.int(0, SHAPES.length - 1)]!
+    const paint = samplePaint(rnd)
+    const colour = nameableColour(paint)
+    const sayColour = rnd.uniform() < P_SAY_COLOUR
+    const u = rnd.uniform()
+    // two objects are never large: both must fit side by side
+    const cls: "small" | "normal" | "large" = u < P_SMALL ? "small" : u < P_SMALL + P_LARGE && count === 1 ? "large" : "normal"
+    const [lo, hi] = V2_HALF_SIZE[count - 1]![cls]
+    const saySize = rnd.uniform() < P_SAY_SIZE
+    return {
+      shape,
+      appearance: { kind: "painted", paint, colour: sayColour ? colour : null } satisfies Appearance,
+      halfSize: between(rnd, lo, hi),
+      size: cls !== "normal" && saySize ? cls : null
+    }
+  })
+  const places = place(rnd, objects.map((o) => o.halfSize))
+  return {
+    background,
+    namesBackground,
+    objects: objects.map((o, i) => ({ ...o, centre: { x: places[i]!.x, y: places[i]!.y } }))
+  }
+}
+
+/** A scene of the named world. */
+export const sampleWorldScene = (world: WorldName, seed: number, index: number): Scene =>
+  world === "shapes" ? sampleScene(seed, index) : sampleSceneV2(seed, index)
 
 export interface SceneOptions {
   readonly seed: number
@@ -140,7 +199,13 @@ export const sceneFromSpec = (spec: PromptSpec, options: SceneOptions): Result.R
     }
   }
   const background = spec.background ?? BACKGROUNDS[rnd.int(0, BACKGROUNDS.length - 1)]!
-  const places = layout(rnd, spec.objects.length)
+  const n = spec.objects.length
+  const places = spec.objects.every((o) => (o.size ?? null) === null)
+    ? layout(rnd, n)
+    : place(rnd, spec.objects.map((o) => {
+      const [lo, hi] = n <= 2 ? V2_HALF_SIZE[n - 1]![o.size ?? "normal"] : HALF_SIZE[n - 1]!
+      return between(rnd, lo, hi)
+    }))
   return Result.succeed({
     background,
     namesBackground: spec.background !== null,
@@ -148,7 +213,8 @@ export const sceneFromSpec = (spec: PromptSpec, options: SceneOptions): Result.R
       shape: o.shape,
       appearance: appearances[i]!,
       centre: { x: places[i]!.x, y: places[i]!.y },
-      halfSize: places[i]!.halfSize
+      halfSize: places[i]!.halfSize,
+      ...(o.size === undefined || o.size === null ? {} : { size: o.size })
     }))
   })
 }

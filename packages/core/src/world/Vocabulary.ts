@@ -24,8 +24,24 @@ export type BackgroundName = (typeof BACKGROUNDS)[number]
 
 export const FUNCTION_WORDS = Object.freeze(["a", "and", "on", "background"] as const)
 
-/** Every word a world caption may contain (modifier tokens aside), in tokenizer order. */
+/** Size words of world v2 (scale augmentation needs words for "smaller" and "larger"). */
+export const SIZES = Object.freeze(["small", "large"] as const)
+export type SizeName = (typeof SIZES)[number]
+
+/**
+ * The world's versions: "shapes" (v1: flat named colours, the first built-in model) and "shapes-v2"
+ * (unnamed variation: shades, two-tone layouts and sizes the captions do not always name; `Variation.ts`).
+ */
+export const WORLD_NAMES = Object.freeze(["shapes", "shapes-v2"] as const)
+export type WorldName = (typeof WORLD_NAMES)[number]
+
+/** Every word a v1 caption may contain (modifier tokens aside), in tokenizer order. */
 export const WORLD_WORDS: ReadonlyArray<string> = Object.freeze([...FUNCTION_WORDS, ...SHAPES, ...COLOURS, ...BACKGROUNDS])
+
+/** v2 appends its size words, so every v1 word keeps its token id (a v1 model can seed a v2 one). */
+export const WORLD_V2_WORDS: ReadonlyArray<string> = Object.freeze([...WORLD_WORDS, ...SIZES])
+
+export const worldWords = (world: WorldName): ReadonlyArray<string> => (world === "shapes" ? WORLD_WORDS : WORLD_V2_WORDS)
 
 /** Spellings read as another word (the same token): "an orange circle" is English and costs the model nothing. */
 export const WORD_ALIASES: Readonly<Record<string, string>> = Object.freeze({ an: "a" })
@@ -55,6 +71,7 @@ export const MODIFIER_PATTERN = /^<[^<>\s]+>$/
 export const isShape = (w: string): w is ShapeName => (SHAPES as ReadonlyArray<string>).includes(w)
 export const isColour = (w: string): w is ColourName => (COLOURS as ReadonlyArray<string>).includes(w)
 export const isBackground = (w: string): w is BackgroundName => (BACKGROUNDS as ReadonlyArray<string>).includes(w)
+export const isSize = (w: string): w is SizeName => (SIZES as ReadonlyArray<string>).includes(w)
 
 /** Euclidean distance in RGB. */
 export const rgbDistance = (a: Rgb, b: Rgb): number => Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2])

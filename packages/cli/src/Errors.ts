@@ -13,3 +13,27 @@ export class ConfigFileError extends Schema.TaggedError<ConfigFileError>()("Conf
     return `configuration ${this.path}: ${this.reason}`
   }
 }
+
+/** A flag's value that the command cannot use (out of range, unknown choice). */
+export class FlagError extends Schema.TaggedError<FlagError>()("FlagError", {
+  flag: Schema.String,
+  value: Schema.String,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `--${this.flag} ${this.value}: ${this.reason}. Fix: ${this.fix}`
+  }
+}
+
+/** An output folder that cannot be written, or whose contents would be lost. */
+export class OutputError extends Schema.TaggedError<OutputError>()("OutputError", {
+  flag: Schema.String,
+  path: Schema.String,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `--${this.flag} ${this.path}: ${this.reason}. Fix: ${this.fix}`
+  }
+}

@@ -11,6 +11,7 @@ import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { loadModel, modelFlags } from "../Model.js"
+import { intInRange, oneOf, outputFolder } from "../Preflight.js"
 
 const safeName = (token: string) => token.replace(/[^A-Za-z0-9<>_-]/g, "_").replace(/[<>]/g, "")
 
@@ -29,11 +30,19 @@ export const attention = Command.make(
   },
   (f) =>
     Effect.gen(function*() {
+      // preflight before any compute: the choices and counts, the output folder writable
+      const layers = yield* oneOf("layers", f.queries, ["16x16", "all"])
+      yield* intInRange("steps", f.steps, 1)
+      yield* intInRange("timestep", f.timestep, 0)
+      yield* outputFolder("out", f.out)
       const model = yield* loadModel(f, [f.prompt])
-      const selection = { queries: f.queries === "all" ? ("all" as const) : 256 }
+      const selection = { queries: layers === "all" ? ("all" as const) : 256 }
       const result = yield* Effect.gen(function*() {
         const backbone = yield* Backbone
         const sampler = yield* Sampler
+        const T = backbone.schedule.config.numTrainTimesteps
+        yield* intInRange("timestep", f.timestep, 0, T - 1, `give --timestep a noise level from 0 to ${T - 1} (the model's training timesteps)`)
+        yield* intInRange("steps", f.steps, 1, T)
         const trained = yield* model.trained(backbone)
         const weights = nn.makeWeights(backbone.parameters.frozen, trained ?? backbone.parameters.trainable)
         const encoded = backbone.tokenizer.encode(f.prompt)

@@ -5,6 +5,7 @@ import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { UsageError } from "../Errors.js"
+import { intInRange, outputFolder } from "../Preflight.js"
 import { samplingProgress } from "../Progress.js"
 import { loadModel, modelFlags } from "../Model.js"
 
@@ -26,13 +27,19 @@ export const sample = Command.make(
   },
   (f) =>
     Effect.gen(function*() {
+      // preflight before any compute: counts in range, the output folder writable
+      yield* intInRange("steps", f.steps, 1)
+      yield* intInRange("n", f.n, 1, Number.POSITIVE_INFINITY, "give --n 1 or more images per prompt")
+      yield* intInRange("batch", f.batch, 1, Number.POSITIVE_INFINITY, "give --batch 1 or more images per denoiser call")
+      yield* outputFolder("out", f.out)
       const model = yield* loadModel(f, f.prompt)
       const prompts = f.prompt.flatMap((p) => Array.from({ length: f.n }, () => p))
       const seeds = prompts.map((_, i) => f.seed + i)
-      const sampleBatch = Math.max(1, f.batch)
+      const sampleBatch = f.batch
       const result = yield* Effect.gen(function*() {
         const backbone = yield* Backbone
         const sampler = yield* Sampler
+        yield* intInRange("steps", f.steps, 1, backbone.schedule.config.numTrainTimesteps)
         const trained = yield* model.trained(backbone)
         const { height: H, width: W } = backbone.info.imageSize
         const source = f.inpaint

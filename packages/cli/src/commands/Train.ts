@@ -9,32 +9,40 @@ import {
   ablations,
   AttentionProbe,
   type Backbone,
-  type ModelError,
+  ModelError,
   type OutOfMemory,
   StableDiffusion,
   ToyBackbone,
   backboneKinds,
   Checkpoints,
+  CheckpointError,
   CheckpointFile,
+  checkPromptWords,
   defaultTrainConfig,
   FakeBackbone,
   LossCalibrator,
   Optimizer,
   readImage,
+  Safetensors,
   type TensorRuntime,
   TrainConfig,
   Trainer,
   trainableSets
 } from "@disendiff/core"
-import { Effect, Layer, Option, Schema, Stream } from "effect"
+import { Effect, Layer, Option, Schema, SchemaIssue, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
+import * as path from "node:path"
 import { backendLayer, backendNames } from "../Backends.js"
-import { ConfigFileError, UsageError } from "../Errors.js"
+import { ConfigFileError, FlagError, OutputError, UsageError } from "../Errors.js"
+import { outputFolder } from "../Preflight.js"
 import { jsonReporter, textReporter } from "../Progress.js"
 
 const flags = {
-  backbone: Flag.Literals("backbone", backboneKinds).pipe(Flag.withDescription("which model to personalise: toy (built-in), sd (a diffusers folder) or fake (tests)"), Flag.optional),
+  backbone: Flag.Literals("backbone", backboneKinds).pipe(
+    Flag.withDescription("which model to personalise: toy (the built-in model; the default), sd (a diffusers folder) or fake (tests)"),
+    Flag.optional
+  ),
   model: Flag.String("model").pipe(Flag.withDescription("a diffusers SD 1.x folder (--backbone sd), or a built-in-model weights file (--backbone toy)"), Flag.optional),
   image: Flag.String("image").pipe(Flag.withDescription("the training image holding the concepts (PNG or JPEG)"), Flag.optional),
   prompt: Flag.String("prompt").pipe(Flag.withDescription('caption with a modifier before each class word, e.g. "<v1> cat and <v2> dog"'), Flag.optional),
@@ -42,6 +50,10 @@ const flags = {
   seed: Flag.Int("seed").pipe(Flag.withDescription("seed of every random draw"), Flag.optional),
   out: Flag.String("out").pipe(Flag.withDescription("output folder; the final checkpoint is OUT/checkpoint.msgpack")),
   resume: Flag.String("resume").pipe(Flag.withDescription("continue from this checkpoint"), Flag.optional),
+  overwrite: Flag.Boolean("overwrite").pipe(
+    Flag.withDescription("start a new run in an --out folder that holds another run's checkpoints (they are kept aside as *.bak-TIME)"),
+    Flag.withDefault(false)
+  ),
   checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("also save every K steps"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false)),
@@ -95,15 +107,68 @@ const flagOverrides = (f: Flags): Record<string, unknown> => {
   return o
 }
 
+/** The flag of each TrainConfig field that has one. */
+const flagOfField: Record<string, string> = {
+  backbone: "backbone",
+  model: "model",
+  image: "image",
+  prompt: "prompt",
+  steps: "steps",
+  seed: "seed",
+  checkpointEvery: "checkpoint-every",
+  learningRate: "lr",
+  batchSize: "batch-size",
+  gradientAccumulation: "gradient-accumulation",
+  modifierInit: "modifier-init",
+  trainable: "trainable",
+  "regularization.dir": "regularization",
+  "regularization.generate": "generate-regularization",
+  "regularization.prompt": "class-prompt"
+}
+
+const issueFormatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const valueAt = (o: unknown, keys: ReadonlyArray<PropertyKey>): unknown =>
+  keys.reduce<unknown>((x, k) => (isObject(x) ? x[String(k)] : undefined), o)
+
+/**
+ * An invalid configuration as one line: naming the flag when the value came from a flag, else the
+ * field of the configuration file (or of the checkpoint's stored configuration).
+ */
+const invalidConfig = (error: Schema.SchemaError, flagValues: Record<string, unknown>, source: string) => {
+  const first = issueFormatter(error.issue).issues[0]
+  const keys = (first?.path ?? []).map((k) => (typeof k === "object" && k !== null && "key" in k ? k.key : k)) as ReadonlyArray<PropertyKey>
+  const field = keys.map(String).join(".")
+  const reason = (first?.message ?? error.message).replace(/\s*\n\s*/g, " ")
+  const flag = flagOfField[field]
+  const given = valueAt(flagValues, keys)
+  if (flag !== undefined && given !== undefined) {
+    return new FlagError({ flag, value: String(given), reason: reason.replace(/^Expected/, "expected"), fix: `see \`disendiff train --help\` for --${flag}` })
+  }
+  return new ConfigFileError({ path: source, reason: `${field === "" ? "" : `${field}: `}${reason}` })
+}
+
 export const resolveConfig = Effect.fn("train.resolveConfig")(function*(f: Flags) {
   const fromFile = Option.isSome(f.config) ? yield* readJson(f.config.value) : {}
-  const overrides = deepMerge(fromFile, flagOverrides(f)) as Record<string, unknown>
+  const fromFlags = flagOverrides(f)
+  const overrides = deepMerge(fromFile, fromFlags) as Record<string, unknown>
   if (Option.isSome(f.resume)) {
     const snapshot = yield* CheckpointFile.load(f.resume.value)
-    const base = snapshot.header.config
+    const base = snapshot.header.config as TrainConfig
+    // the model is the checkpoint's: say so before anything else about the prompt or the weights
+    for (const key of ["backbone", "model"] as const) {
+      const asked = overrides[key]
+      if (asked !== undefined && asked !== base[key]) {
+        return yield* new CheckpointError({
+          path: f.resume.value,
+          reason: `it was trained with --${key} ${base[key] ?? "(the default)"}, not ${String(asked)}`,
+          fix: `resume without --${key} (the checkpoint's model is used), or start a new run without --resume to train on ${String(asked)}`
+        })
+      }
+    }
     const merged = deepMerge(base, overrides)
     const config = yield* Schema.decodeUnknownEffect(TrainConfig)(merged).pipe(
-      Effect.mapError((e) => new ConfigFileError({ path: f.resume.pipe(Option.getOrElse(() => "")), reason: `stored configuration is invalid: ${e.message}` }))
+      Effect.mapError((e) => invalidConfig(e, fromFlags, `${f.resume.pipe(Option.getOrElse(() => ""))} (stored configuration)`))
     )
     return { config, resume: { path: f.resume.value, snapshot } }
   }
@@ -112,7 +177,7 @@ export const resolveConfig = Effect.fn("train.resolveConfig")(function*(f: Flags
   if (overrides.prompt === undefined) return yield* new UsageError({ message: '--prompt is required, e.g. --prompt "<v1> cat and <v2> dog"' })
   const base = defaultTrainConfig({ backbone, image: String(overrides.image), prompt: String(overrides.prompt) })
   const config = yield* Schema.decodeUnknownEffect(TrainConfig)(deepMerge(base, overrides)).pipe(
-    Effect.mapError((e) => new ConfigFileError({ path: f.config.pipe(Option.getOrElse(() => "command-line flags")), reason: e.message }))
+    Effect.mapError((e) => invalidConfig(e, fromFlags, f.config.pipe(Option.getOrElse(() => "command-line flags"))))
   )
   return { config, resume: undefined }
 })
@@ -145,11 +210,64 @@ export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
   )
 }
 
+/** A built-in-model weights file's header and metadata, read before the model is built. */
+const checkToyWeights = Effect.fn("train.checkToyWeights")(function*(file: string) {
+  const header = yield* Safetensors.readSafetensorsHeader(file)
+  for (const key of ["size", "recipe", "pretrain_config"]) {
+    const text = header.metadata[key]
+    if (text === undefined) continue
+    yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: () =>
+        new ModelError({
+          path: file,
+          reason: `its __metadata__ field "${key}" is not JSON`,
+          fix: "use a weights file written by `disendiff export-builtin` (or leave --model out for the built-in model)"
+        })
+    })
+  }
+})
+
+const checkpointName = /^checkpoint(-step\d+)?\.msgpack$/
+
+/**
+ * Another run's checkpoints in the output folder are never replaced silently: the run refuses, unless it
+ * resumes or `--overwrite` is given, which moves them aside as `NAME.bak-TIME`.
+ */
+const keepEarlierRun = Effect.fn("train.keepEarlierRun")(function*(out: string, flag: string, overwrite: boolean) {
+  const names = (yield* Effect.promise(() => fs.readdir(out).catch(() => [] as Array<string>))).filter((n) => checkpointName.test(n)).sort()
+  if (names.length === 0) return
+  if (!overwrite) {
+    return yield* new OutputError({
+      flag: "out",
+      path: flag,
+      reason: `it holds another run's checkpoint (${names.join(", ")})`,
+      fix: `continue that run with --resume ${path.join(flag, names.includes("checkpoint.msgpack") ? "checkpoint.msgpack" : names[0]!)}, choose another --out, or give --overwrite to start anew (the old files are kept aside)`
+    })
+  }
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z")
+  for (const n of names) {
+    const from = path.join(out, n)
+    const to = `${from}.bak-${stamp}`
+    yield* Effect.tryPromise({
+      try: () => fs.rename(from, to),
+      catch: (e) => new OutputError({ flag: "out", path: flag, reason: `cannot move ${n} aside (${(e as NodeJS.ErrnoException).code ?? String(e)})`, fix: "check the folder's permissions" })
+    })
+  }
+})
+
 export const train = Command.make("train", flags, (f) =>
   Effect.gen(function*() {
     const { config, resume } = yield* resolveConfig(f)
-    // preflight before any compute: the image decodes, the backend starts, the prompt fits the tokenizer
+    // preflight before any compute: the image decodes, the prompt's layout, the weights file's header, the
+    // output folder is writable and holds no other run; then the backend starts and the prompt is tokenized
     yield* readImage(config.image)
+    yield* checkPromptWords(config.prompt)
+    if (config.backbone === "toy" && config.model !== null) yield* checkToyWeights(config.model)
+    const out = yield* outputFolder("out", f.out)
+    if (resume === undefined) yield* keepEarlierRun(out, f.out, f.overwrite)
+    // temporary files of checkpoint writes that a killed run left behind
+    yield* CheckpointFile.removeStaleTemporaries(out)
     const modifiers = [...new Set(config.prompt.match(/<[^<>\s]+>/g) ?? [])]
     const reporter = f.json ? jsonReporter : textReporter()
     yield* Trainer.train({ config, out: f.out, resume, onInterrupted: reporter.interrupted }).pipe(

@@ -175,6 +175,40 @@ export const writeAtomic = (file: string, bytes: Uint8Array | Iterable<Uint8Arra
     catch: (e) => ioError(file, "writing", e)
   })
 
+/** `writeAtomic`'s temporary files: `.NAME.PID.HEX.tmp`. */
+const temporaryPattern = /^\.(.+)\.(\d+)\.[0-9a-f]+\.tmp$/
+
+const isRunning = (pid: number) => {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM"
+  }
+}
+
+/**
+ * Removes the temporary files that a killed writer left in `dir` (a process killed between writing and
+ * renaming them), except those of processes still running. Returns the names removed.
+ */
+export const removeStaleTemporaries = (dir: string): Effect.Effect<ReadonlyArray<string>, CheckpointError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const names = await fs.readdir(dir).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "ENOENT") return [] as Array<string>
+        throw e
+      })
+      const stale = names.filter((n) => {
+        const m = temporaryPattern.exec(n)
+        return m !== null && !isRunning(Number(m[2]))
+      })
+      for (const n of stale) await fs.rm(path.join(dir, n), { force: true })
+      return stale
+    },
+    catch: (e) => ioError(dir, "cleaning", e)
+  })
+
 export { snapshotDigest as digestOf } from "./Snapshot.js"
 
 export const save = Effect.fn("Checkpoints.save")(function*(file: string, snapshot: Snapshot) {

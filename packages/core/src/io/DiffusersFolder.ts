@@ -399,11 +399,22 @@ export const readDiffusersFolder = Effect.fn("DiffusersFolder.read")(function*(d
     catch: () => new ModelError({ path: root, reason: "no such folder", fix: `check the path; ${modelFix}` })
   })
   if (!stat.isDirectory()) {
+    // PyTorch's own format (torch.save) is a zip of pickles, whatever the file is called
+    const head = yield* Effect.promise(() =>
+      fs.open(root, "r").then(async (h) => {
+        const buf = Buffer.alloc(4)
+        await h.read(buf, 0, 4, 0).finally(() => h.close())
+        return buf
+      }, () => Buffer.alloc(4))
+    )
+    const isPickle = pickle.test(root) || head.equals(Buffer.from([0x50, 0x4b, 0x03, 0x04]))
     return yield* new ModelError({
       path: root,
-      reason: "a single file, not a diffusers model folder",
-      fix: /\.(ckpt|safetensors)$/i.test(root)
-        ? `convert the single-file checkpoint with diffusers: StableDiffusionPipeline.from_single_file("${root}").save_pretrained(OUT, safe_serialization=True), then give OUT`
+      reason: isPickle
+        ? "a single PyTorch pickle file, not a diffusers model folder; disendiff reads safetensors only, as loading a pickle can run arbitrary code"
+        : "a single file, not a diffusers model folder",
+      fix: /\.(ckpt|safetensors)$/i.test(root) || isPickle
+        ? `convert it to a diffusers folder of safetensors: StableDiffusionPipeline.from_single_file("${root}").save_pretrained(OUT, safe_serialization=True), then give OUT`
         : modelFix
     })
   }

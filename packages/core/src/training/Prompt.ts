@@ -18,8 +18,11 @@ export const conceptTokens = (tokenizer: Tokenizer, ids: ReadonlyArray<number>):
     return modifiers.length === 0 ? [] : [{ concept, modifiers, classes: modifiers.map((p) => p + 1) }]
   })
 
-/** Fails with a `PromptError` that says what to change when the prompt cannot be trained on. */
-export const checkPrompt = (tokenizer: Tokenizer, prompt: string, caption: string = prompt) =>
+/**
+ * The checks of a training prompt that need no tokenizer: at least one modifier, each a word of its own,
+ * followed by a class word, and each concept with its own modifier. Fails with a `PromptError`.
+ */
+export const checkPromptWords = (prompt: string) =>
   Effect.gen(function*() {
     const fail = (reason: string, fix: string) => new PromptError({ prompt, reason, fix })
     const modifiers = modifiersOf(prompt)
@@ -27,6 +30,7 @@ export const checkPrompt = (tokenizer: Tokenizer, prompt: string, caption: strin
       return yield* fail("it has no modifier token", 'put one modifier before each concept\'s class word, e.g. "<v1> cat and <v2> dog"')
     }
     const words = prompt.trim().split(/\s+/)
+    const seen = new Set<string>()
     for (let i = 0; i < words.length; i++) {
       if (!modifierPattern.test(words[i]!)) continue
       modifierPattern.lastIndex = 0
@@ -37,6 +41,28 @@ export const checkPrompt = (tokenizer: Tokenizer, prompt: string, caption: strin
       if (next === undefined || modifiersOf(next).length > 0) {
         return yield* fail(`modifier ${words[i]} is not followed by a class word`, `write the class word right after it, e.g. "${words[i]} cat"`)
       }
+      if (seen.has(words[i]!)) {
+        return yield* fail(
+          `modifier ${words[i]} appears twice`,
+          `give each concept its own modifier, e.g. "a <v1> cat and a <v2> dog" (${words[i]} names one concept)`
+        )
+      }
+      seen.add(words[i]!)
+    }
+    modifierPattern.lastIndex = 0
+    return modifiers
+  })
+
+/** Fails with a `PromptError` that says what to change when the prompt cannot be trained on. */
+export const checkPrompt = (tokenizer: Tokenizer, prompt: string, caption: string = prompt) =>
+  Effect.gen(function*() {
+    const fail = (reason: string, fix: string) => new PromptError({ prompt, reason, fix })
+    const modifiers = yield* checkPromptWords(prompt)
+    const words = prompt.trim().split(/\s+/)
+    for (let i = 0; i < words.length; i++) {
+      if (!modifierPattern.test(words[i]!)) continue
+      modifierPattern.lastIndex = 0
+      const next = words[i + 1]!
       const pieces = yield* Effect.try({
         try: () => tokenizer.tokenize(next),
         catch: (e) => fail(`class word "${next}" cannot be tokenized (${e instanceof Error ? e.message : String(e)})`, "use a class word the model knows")

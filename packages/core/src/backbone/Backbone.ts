@@ -10,6 +10,8 @@
 import { Context, Schema } from "effect"
 import type { ImageError, RgbImage } from "../image/Image.js"
 import type { AttentionHook } from "../nn/Attention.js"
+import type { RandomStream } from "../random/Rng.js"
+import type { WorldAugmentOptions } from "../world/Augment.js"
 import type { Weights } from "../nn/Weights.js"
 import type { NoiseSchedule } from "../schedule/NoiseSchedule.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
@@ -67,6 +69,11 @@ export interface BackboneShape {
   readonly denoise: (w: Weights, input: DenoiseInput) => tf.Tensor
   /** Refuses a caption the model cannot learn from or draw (the built-in model: text outside its world). */
   readonly checkCaption?: ((caption: string) => PromptError | undefined) | undefined
+  /**
+   * Draws another version of a training image and its caption that is still true of each other (the
+   * built-in model: `world/Augment.ts`); used when the config's `augment.world` is set.
+   */
+  readonly augmentTarget?: ((image: RgbImage, caption: string, rnd: RandomStream, options: WorldAugmentOptions) => { readonly image: RgbImage; readonly caption: string }) | undefined
   /** Refuses a training image the model cannot learn from as it is (the built-in model: not a world-sized image). */
   readonly checkImage?: ((file: string, image: RgbImage) => ImageError | undefined) | undefined
 }

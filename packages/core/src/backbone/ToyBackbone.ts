@@ -20,8 +20,10 @@ import { tf } from "../tensor/Tf.js"
 import { ImageError, type RgbImage } from "../image/Image.js"
 import { PromptError } from "../tokenizer/Tokenizer.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
+import { augmentWorldImage, decompose, type Layers } from "../world/Augment.js"
 import { parseCaption } from "../world/Caption.js"
 import { WORLD_SIZE } from "../world/Scene.js"
+import { SIZES } from "../world/Vocabulary.js"
 import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
 import { modelIdentity } from "./Identity.js"
 
@@ -36,16 +38,26 @@ export interface ToyBackboneOptions {
   readonly weights?: string | undefined
 }
 
+/** The decomposition of each training image, made once (the target image object lives for the whole run). */
+const layersOf = new WeakMap<RgbImage, Layers>()
+
 /** The committed built-in weights (float16 safetensors) and their description. */
 export const builtinWeightsPath = fileURLToPath(new URL("../../assets/builtin/shapes.safetensors", import.meta.url))
 export const builtinModelName = "builtin-shapes"
 
 /** The world's grammar and words (`world/Caption.ts` says what is wrong and lists the vocabulary). */
-const checkCaption = (caption: string): PromptError | undefined => {
+const checkCaption = (words: ReadonlyArray<string>) => (caption: string): PromptError | undefined => {
   const parsed = parseCaption(caption)
-  return Result.isFailure(parsed)
-    ? new PromptError({ prompt: caption, reason: `the built-in model cannot read it: ${parsed.failure.reason}`, fix: parsed.failure.fix })
-    : undefined
+  if (Result.isFailure(parsed)) {
+    return new PromptError({ prompt: caption, reason: `the built-in model cannot read it: ${parsed.failure.reason}`, fix: parsed.failure.fix })
+  }
+  // the grammar is world v2's; a v1 model does not know the size words
+  const size = parsed.success.objects.find((o) => (o.size ?? null) !== null && !words.includes(o.size!))?.size
+  return size === undefined || size === null ? undefined : new PromptError({
+    prompt: caption,
+    reason: `this built-in model (world v1) does not know the size word "${size}"`,
+    fix: "leave the size word out, or use a world v2 model (`disendiff pretrain --world shapes-v2`)"
+  })
 }
 
 /** Only world-sized images: cropping or resizing anything else would not give an image of the world. */
@@ -69,6 +81,7 @@ export const makeToyBackbone = (
     maxLength: cfg.maxLength,
     modifierBase: cfg.text.vocabSize
   })
+  const knowsSizes = SIZES.every((s) => cfg.words.includes(s))
   const frozen = new Map<string, tf.Tensor>()
   const trainable = new Map<string, tf.Tensor>()
   const set = options.trainable ?? "kv"
@@ -115,8 +128,14 @@ export const makeToyBackbone = (
         hook: input.hook,
         detachFirstToken: true
       }),
-    checkCaption,
-    checkImage
+    checkCaption: checkCaption(cfg.words),
+    checkImage,
+    augmentTarget: (image, caption, rnd, o) => {
+      let l = layersOf.get(image)
+      if (l === undefined) layersOf.set(image, l = decompose(image))
+      // resizing says "small"/"large", which only a world v2 model knows
+      return augmentWorldImage(image, l, caption, rnd, knowsSizes ? o : { ...o, resize: false })
+    }
   }
 }
 

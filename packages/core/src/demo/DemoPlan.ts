@@ -112,7 +112,7 @@ const PROMPTS: Readonly<Record<GroupName, ReadonlyArray<string>>> = {
     "a <v1> circle and a <v2> square on a black background",
     "a <v1> circle and a <v2> square on a white background",
     "a <v2> square and a <v1> circle on a gray background",
-    "a <v1> circle and a <v2> square and a yellow triangle on a black background"
+    "a <v2> square and a <v1> circle on a black background"
   ],
   concept1: [
     "a <v1> circle on a black background",

@@ -8,6 +8,7 @@
 import { centerCrop, flipHorizontal, type RgbImage } from "../image/Image.js"
 import { resize } from "../image/Resize.js"
 import { stream } from "../random/Rng.js"
+import type { BackboneShape } from "../backbone/Backbone.js"
 import type { AugmentConfig } from "./TrainConfig.js"
 
 export interface Item {
@@ -96,6 +97,8 @@ export interface RowOptions {
   readonly augment: AugmentConfig
   readonly target: Item
   readonly regularization: ReadonlyArray<Item>
+  /** The backbone's own augmentation of the target (`augment.world`). */
+  readonly augmentTarget?: BackboneShape["augmentTarget"]
 }
 
 export const makeRow = (o: RowOptions): Row => {
@@ -103,8 +106,13 @@ export const makeRow = (o: RowOptions): Row => {
   const item = which.isTarget ? o.target : o.regularization[which.index]!
   const rnd = stream(o.seed, o.k, "augment")
   let image = item.image
-  if (o.augment.flip && rnd.uniform() < 0.5) image = flipHorizontal(image)
   let caption = item.caption
+  if (item.isTarget && o.augment.world !== undefined && o.augmentTarget !== undefined) {
+    const a = o.augmentTarget(image, caption, stream(o.seed, o.k, "augment-world"), o.augment.world)
+    image = a.image
+    caption = a.caption
+  }
+  if (o.augment.flip && rnd.uniform() < 0.5) image = flipHorizontal(image)
   const h = o.size / o.latentFactor
   let mask: Float32Array = new Float32Array(h * h).fill(1)
   if (item.isTarget && o.augment.scale) {

@@ -18,7 +18,17 @@ export const AugmentConfig = Schema.Struct({
   /** Custom Diffusion's scale augmentation of target rows, with caption prefixes and a loss mask. */
   scale: Schema.Boolean,
   smallPrefixes: Schema.Array(Schema.String),
-  largePrefixes: Schema.Array(Schema.String)
+  largePrefixes: Schema.Array(Schema.String),
+  /**
+   * For backbones that know their world (the built-in model): the target re-composited as another image
+   * of the world with its caption changed to match (`world/Augment.ts`). Absent: off.
+   */
+  world: Schema.optionalKey(Schema.Struct({
+    background: Schema.Boolean,
+    resize: Schema.Boolean,
+    translate: Schema.Boolean,
+    flip: Schema.Boolean
+  }))
 })
 export type AugmentConfig = typeof AugmentConfig.Type
 

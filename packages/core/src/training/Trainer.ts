@@ -235,7 +235,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const microBatch = (mb: number) =>
     runTensors("a training micro-batch", () => {
       const rows = Array.from({ length: B }, (_, i) =>
-        makeRow({ seed: config.seed, k: mb * B + i, size, latentFactor, augment: config.augment, target, regularization }))
+        makeRow({ seed: config.seed, k: mb * B + i, size, latentFactor, augment: config.augment, target, regularization, augmentTarget: backbone.augmentTarget }))
       const encoded = rows.map((r) => backbone.tokenizer.encode(r.caption))
       const concepts = encoded.map((e) => conceptTokens(backbone.tokenizer, e.ids))
       const timesteps = Array.from({ length: B }, () => 0)

@@ -61,8 +61,8 @@ export class CaptionError extends Schema.TaggedError<CaptionError>()("CaptionErr
   }
 }
 
-/** The most objects one caption may name (the layout fits three in 32 px). */
-export const MAX_OBJECTS = 3
+/** The most objects one caption may name: as many as the world's scenes hold (`Scene.ts`), so every caption is one the model has learned to draw. */
+export const MAX_OBJECTS = 2
 
 const EXAMPLE = "a <v1> circle and a red square on a gray background"
 const VOCABULARY = `the built-in world knows only the shapes ${SHAPES.join(", ")}; the object colours ${
@@ -110,7 +110,7 @@ export const parseCaption = (text: string): Result.Result<PromptSpec, CaptionErr
     i++
   }
   if (objects.length > MAX_OBJECTS) {
-    return fail("and", `it names ${objects.length} objects`, `name at most ${MAX_OBJECTS}; the 32x32 world has no room for more`)
+    return fail("and", `it names ${objects.length} objects`, `name at most ${MAX_OBJECTS}; the built-in world's scenes hold no more`)
   }
 
   let background: BackgroundName | null = null

@@ -128,7 +128,7 @@ export const sampleSceneV2 = (seed: number, index: number): Scene => {
   const objects = Array.from({ length: count }, () => {
     const shape = SHAPES[rnd.int(0, SHAPES.length - 1)]!
     const paint = samplePaint(rnd)
-    const colour = nameableColour(paint)
+    const colour = nameableColour(paint, shape)
     const sayColour = rnd.uniform() < P_SAY_COLOUR
     const u = rnd.uniform()
     // two objects are never large: both must fit side by side

@@ -9,14 +9,15 @@
  * - tones from a continuous range: shades of the named colours (each channel jittered by up to
  *   `SHADE_JITTER`) and free tones of any hue, lighter or darker, that no word names;
  * - a colour word only where it is true of most of the object: the main tone is a shade of a named
- *   colour and covers at least 64% of it (flat, ring, dot), said with p = `P_SAY_COLOUR`.
+ *   colour and covers at least `NAMEABLE_SHARE` of it (`nameableColour`), said with p = `P_SAY_COLOUR`.
  *
  * The novel concepts are held out as combinations: no pretraining object has a concept's layout with
  * both its tones within `HELD_OUT_DISTANCE`, while their layouts and tones each occur.
  */
 import type { RandomStream } from "../random/Rng.js"
 import { NOVEL_APPEARANCES } from "./NovelAppearance.js"
-import { BACKGROUND_RGB, BACKGROUNDS, COLOUR_RGB, type ColourName, COLOURS, type Rgb, rgbDistance } from "./Vocabulary.js"
+import { inside } from "./Shape.js"
+import { BACKGROUND_RGB, BACKGROUNDS, COLOUR_RGB, type ColourName, COLOURS, type Rgb, rgbDistance, SHAPES, type ShapeName } from "./Vocabulary.js"
 
 export const LAYOUTS = Object.freeze(["flat", "ring", "dot", "halves", "stripes", "cap"] as const)
 export type LayoutName = (typeof LAYOUTS)[number]
@@ -48,8 +49,29 @@ export const secondToneAt = (layout: LayoutName, u: number, v: number): boolean 
   }
 }
 
-/** Layouts whose first tone covers most of the object, so a colour word can name it. */
-export const NAMEABLE_LAYOUTS: ReadonlyArray<LayoutName> = ["flat", "ring", "dot"]
+/** Share of a shape's area in the second tone (a 200x200 grid over [-1, 1]^2). */
+export const secondToneShare = (layout: LayoutName, shape: ShapeName): number => {
+  const n = 200
+  let all = 0
+  let second = 0
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      const u = -1 + (2 * j + 1) / n
+      const v = -1 + (2 * i + 1) / n
+      if (!inside(shape, u, v)) continue
+      all++
+      if (secondToneAt(layout, u, v)) second++
+    }
+  }
+  return second / all
+}
+
+/**
+ * A colour word names the main tone only where that covers at least this share of the object, so the
+ * evaluator's majority vote reads it (a ring on a circle: 64%; on a diamond: 43%, not nameable).
+ */
+export const NAMEABLE_SHARE = 0.6
+const nameable = new Map(LAYOUTS.flatMap((l) => SHAPES.map((s) => [`${l}/${s}`, 1 - secondToneShare(l, s) >= NAMEABLE_SHARE] as const)))
 
 export const P_TWO_TONE = 0.5
 /** The main tone is a shade of a named colour with this probability, else a free tone. */
@@ -105,10 +127,13 @@ export const isNovelLike = (p: Paint): boolean =>
     rgbDistance(n.tones[1], p.tones[1]) < HELD_OUT_DISTANCE
   )
 
-/** Draws an object's paint; rejection keeps tones apart and away from the backgrounds, and novel concepts out. */
+/**
+ * Draws an object's paint: the layout first (so two tones come with p = `P_TWO_TONE`), then tones by
+ * rejection, which keeps them apart and away from the backgrounds, and the novel concepts out.
+ */
 export const samplePaint = (rnd: RandomStream): Paint => {
+  const layout: LayoutName = rnd.uniform() < P_TWO_TONE ? LAYOUTS[rnd.int(1, LAYOUTS.length - 1)]! : "flat"
   for (;;) {
-    const layout: LayoutName = rnd.uniform() < P_TWO_TONE ? LAYOUTS[rnd.int(1, LAYOUTS.length - 1)]! : "flat"
     const named = rnd.uniform() < P_NAMED_TONE ? COLOURS[rnd.int(0, COLOURS.length - 1)]! : null
     const first = named === null ? freeTone(rnd) : shadeOf(rnd, named)
     const second = rnd.uniform() < 0.5 ? freeTone(rnd) : shadeOf(rnd, COLOURS[rnd.int(0, COLOURS.length - 1)]!)
@@ -121,4 +146,4 @@ export const samplePaint = (rnd: RandomStream): Paint => {
 }
 
 /** The colour word a caption may use for this paint (before the choice to say it). */
-export const nameableColour = (p: Paint): ColourName | null => (NAMEABLE_LAYOUTS.includes(p.layout) ? p.shadeOf : null)
+export const nameableColour = (p: Paint, shape: ShapeName): ColourName | null => (nameable.get(`${p.layout}/${shape}`) ? p.shadeOf : null)

@@ -2,6 +2,7 @@
  * The built-in shapes world: vocabulary, scenes, rendering, captions and their grammar, novel
  * appearances for personalisation, and the analytic evaluator with its calibration.
  */
+export * from "./Augment.js"
 export * from "./Calibration.js"
 export * from "./Caption.js"
 export * from "./ConceptImage.js"
@@ -12,3 +13,4 @@ export * from "./Scene.js"
 export * from "./Score.js"
 export * from "./Shape.js"
 export * from "./Vocabulary.js"
+export * from "./Variation.js"

@@ -37,10 +37,10 @@ const fakeConfig = (image: string, over: Partial<TrainConfig> = {}): TrainConfig
   ...over
 })
 
-const runTrain = (config: TrainConfig, out: string, resume?: string) =>
+const runTrain = (config: TrainConfig, out: string, resume?: string, termGradientsEvery?: number) =>
   Effect.gen(function*() {
     const resumeFrom = resume === undefined ? undefined : { path: resume, snapshot: yield* CheckpointFile.load(resume) }
-    const events = yield* Stream.runCollect(Trainer.train({ config, out, resume: resumeFrom }))
+    const events = yield* Stream.runCollect(Trainer.train({ config, out, resume: resumeFrom, termGradientsEvery }))
     const snapshot = yield* CheckpointFile.load(Trainer.checkpointPath(out))
     return { events: [...events] as Array<TrainEvent>, snapshot, digest: snapshotDigest(snapshot) }
   }).pipe(Effect.provide(services(config)))
@@ -69,6 +69,27 @@ describe("Trainer on the fake backbone (cpu)", () => {
         "unet.up.attn2.to_k.weight",
         "unet.up.attn2.to_v.weight"
       ])
+    }))
+
+  it.effect("measures each loss term's gradient norm when asked, without changing the run", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const plain = yield* runTrain(fakeConfig(image), path.join(dir, "plain"))
+      const measured = yield* runTrain(fakeConfig(image), path.join(dir, "measured"), undefined, 2)
+      assert.strictEqual(measured.digest, plain.digest)
+      const norms = measured.events.filter((e) => e._tag === "TermGradients")
+      assert.deepStrictEqual(norms.map((e) => e.step), [1, 2, 4])
+      for (const n of norms) {
+        assert.isTrue(n.base > 0)
+        assert.isTrue(n.bind !== null && n.bind > 0)
+        assert.isTrue(n.separation !== null && n.separation > 0)
+        assert.strictEqual(n.weight, 0.01)
+      }
+      // with calibration off the attention terms are not there to pull
+      const off = yield* runTrain(fakeConfig(image, { calibration: { ...fakeConfig(image).calibration, enabled: false } }), path.join(dir, "off"), undefined, 4)
+      const offNorms = off.events.filter((e) => e._tag === "TermGradients")
+      assert.deepStrictEqual(offNorms.map((e) => [e.step, e.bind, e.separation]), [[1, null, null], [4, null, null]])
     }))
 
   it.effect("k steps, stop, resume to N equals N steps straight, bit for bit; another seed differs", () =>

@@ -16,7 +16,7 @@ import { imageAttention, mapOf, type TokenMaps } from "../attention/ImageAttenti
 import { Backbone, type BackboneShape, type ModelError } from "../backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
 import { CheckpointError, Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
-import { column, enlarge, heatmap, row } from "../image/Heatmap.js"
+import { colourScale, column, enlarge, heatmap, row } from "../image/Heatmap.js"
 import { encodePng, type RgbImage } from "../image/Image.js"
 import { LossCalibrator } from "../loss/LossCalibrator.js"
 import { makeWeights } from "../nn/Weights.js"
@@ -42,7 +42,7 @@ import {
   trainConfig,
   workUnits
 } from "./DemoPlan.js"
-import { attentionOverlap, type DemoMetrics, type MethodSummary, scoreImage, summarise } from "./Metrics.js"
+import { attentionOverlap, type DemoMetrics, type TermGradients, meanShares, type MethodSummary, ownObjectShares, scoreImage, summarise } from "./Metrics.js"
 import { type Figure, renderReport, type TokenFigure } from "./Report.js"
 import { toTensors } from "../checkpoint/HostTensors.js"
 
@@ -100,6 +100,9 @@ export interface DemoOptions {
   readonly weights?: string | undefined
 }
 
+/** How often each loss term's gradient norm is measured during personalisation (3 extra backward passes each time). */
+const TERM_GRADIENTS_EVERY = 50
+
 /** Report images are 32 px world images drawn 4x larger, pixels kept crisp. */
 const SCALE = 4
 
@@ -123,12 +126,19 @@ const words = (backbone: BackboneShape, text: string) => {
   return Array.from({ length: encoded.length - 2 }, (_, i) => ({ position: i + 1, token: encoded.tokens[i + 1]! }))
 }
 
-/** An image beside one heatmap per word token, enlarged. */
+/**
+ * An image beside one heatmap per word token and the colour scale, enlarged. The maps are drawn on their
+ * own, not blended with the image (a magenta ring showing through would read as attention).
+ */
 const tokenFigure = (backbone: BackboneShape, image: RgbImage, text: string, maps: TokenMaps) => {
   const tokens = words(backbone, text)
-  const picture = enlarge(row([image, ...tokens.map((t) => heatmap(mapOf(maps, t.position), maps.height, maps.width, image))]), SCALE)
+  const picture = enlarge(row([image, ...tokens.map((t) => heatmap(mapOf(maps, t.position), maps.height, maps.width, image, 1)), colourScale(image.height)]), SCALE)
   return { picture, tokens: tokens.map((t) => t.token) }
 }
+
+/** For each modifier and class word of `text`, the share of its map on its own object in `image`. */
+const ownShares = (backbone: BackboneShape, image: RgbImage, text: string, maps: TokenMaps) =>
+  ownObjectShares(image, words(backbone, text), (p) => mapOf(maps, p), maps.height, maps.width)
 
 const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: DemoEvent) => Effect.Effect<unknown>) {
   const { plan, out } = options
@@ -193,16 +203,23 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
       yield* phase("train", method, `personalising with ${methodLabel[method]}: ${config.steps} steps`)
       const tTrain = yield* Clock.currentTimeMillis
       let last = { loss: Number.NaN, base: Number.NaN, bind: null as number | null, separation: null as number | null }
+      const termGradients: Array<TermGradients> = []
       const stepUnits = work.train / config.steps
-      yield* train({ config, out: path.join(out, method) }).pipe(
+      yield* train({ config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY }).pipe(
         Stream.runForEach((e) => {
+          if (e._tag === "TermGradients") termGradients.push({ step: e.step, base: e.base, bind: e.bind, separation: e.separation, weight: e.weight })
           if (e._tag !== "Step") return Effect.void
           last = { loss: e.loss, base: e.base, bind: e.bind, separation: e.separation }
           return progress("train", method, `step ${e.step}/${e.totalSteps}`, stepUnits)
         }),
         Effect.provide(Layer.mergeAll(AttentionProbe.layer(), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
       )
-      const training = { ...last, checkpoint: path.join(method, "checkpoint.msgpack"), seconds: ((yield* Clock.currentTimeMillis) - tTrain) / 1000 }
+      const training = {
+        ...last,
+        termGradients,
+        checkpoint: path.join(method, "checkpoint.msgpack"),
+        seconds: ((yield* Clock.currentTimeMillis) - tTrain) / 1000
+      }
 
       return yield* Effect.scoped(Effect.gen(function*() {
         const snapshot = yield* loadCheckpoint(checkpointPath(path.join(out, method)))
@@ -222,6 +239,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
         })
         const overlap = attentionOverlap(mapOf(maps, classPositions[0]!), mapOf(maps, classPositions[1]!))
         const attention = tokenFigure(backbone, data.image, data.caption, maps)
+        const trainingShares = meanShares([ownShares(backbone, data.image, data.caption, maps)])
         const attentionFigure = yield* figure(`attention-training-${method}`, attention.picture, `${methodLabel[method]}: attention of each token on the training image`)
 
         // ---- sample ----
@@ -264,7 +282,16 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
           }
         }
         const scores = sampled.images.map((img, i) => scoreImage(img, specs.get(flat[i]!.prompt)!, concepts))
-        return { training, overlap, attention: { figure: attentionFigure, tokens: attention.tokens }, scores, samples: sampled.images, sampleMaps }
+        const sampleShares = meanShares(sampled.images.map((img, i) => ownShares(backbone, img, flat[i]!.prompt, sampleMaps[i]!)))
+        return {
+          training,
+          overlap,
+          attention: { figure: attentionFigure, tokens: attention.tokens },
+          attentionOnOwnObject: { training: trainingShares, samples: sampleShares },
+          scores,
+          samples: sampled.images,
+          sampleMaps
+        }
       }))
     })
     // one method after the other, in plan order
@@ -300,7 +327,13 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
           const { start, end } = imagesOf(p)
           return results[m].scores.slice(start, end)
         }))
-      return { combined: group("combined"), concept1: group("concept1"), concept2: group("concept2"), attentionOverlap: results[m].overlap }
+      return {
+        combined: group("combined"),
+        concept1: group("concept1"),
+        concept2: group("concept2"),
+        attentionOverlap: results[m].overlap,
+        attentionOnOwnObject: results[m].attentionOnOwnObject
+      }
     })
     const seconds = ((yield* Clock.currentTimeMillis) - t0) / 1000
     const metrics: DemoMetrics = {

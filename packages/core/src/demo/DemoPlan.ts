@@ -10,6 +10,7 @@ import { ablations, type CalibrationConfig, officialCalibration } from "../loss/
 import { defaultTrainConfig, type TrainConfig } from "../training/TrainConfig.js"
 import { CaptionError, parseCaption } from "../world/Caption.js"
 import { type NovelName, novelAppearance } from "../world/NovelAppearance.js"
+import type { WorldAugmentOptions } from "../world/Augment.js"
 import type { BackgroundName } from "../world/Vocabulary.js"
 
 /** The demo's seed: the training image's layout, the training run and the sampling seeds derive from it. */
@@ -54,6 +55,8 @@ export interface TrainingSettings {
   readonly gradientAccumulation: number
   /** World renders of the concepts' classes in named colours (Custom Diffusion's regularisation set); 0: none. */
   readonly regularizationImages: number
+  /** The training image re-composited as other world images with matching captions (`world/Augment.ts`). */
+  readonly augment: WorldAugmentOptions
 }
 
 export interface SamplingSettings {
@@ -89,10 +92,15 @@ export interface DemoPlan {
  *   200 steps but the split square only after 400 (lr 2e-3 for 200 steps did not do as well; a larger
  *   attention-loss weight changed nothing visible). 60 for `--quick`, a smoke run.
  * - 64 regularisation renders: the official recipe mixes 200 retrieved class images with the target.
+ * - world augmentation on (background, size with size words, translation, flip with the caption's order
+ *   swapped): one image is one layout, and without it concept-alone prompts on other backgrounds
+ *   collapsed to blobs (issue 11's controlled experiment). Resizing needs a world v2 model's size words
+ *   and is skipped by a v1 model.
  */
+const AUGMENT: WorldAugmentOptions = { background: true, resize: true, translate: true, flip: true }
 const TRAINING: { readonly full: TrainingSettings; readonly quick: TrainingSettings } = {
-  full: { steps: 400, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64 },
-  quick: { steps: 60, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64 }
+  full: { steps: 400, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64, augment: AUGMENT },
+  quick: { steps: 60, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64, augment: AUGMENT }
 }
 
 /** DDIM with trailing spacing (the built-in model's default); guidance 4 as the built-in model's evaluation uses. */
@@ -222,5 +230,6 @@ export const trainConfig = (plan: DemoPlan, method: MethodName, files: { readonl
   learningRate: plan.training.learningRate,
   scaleLearningRate: false,
   calibration: methodCalibration[method],
+  augment: { ...defaultTrainConfig({ backbone: "toy", image: files.image, prompt: files.caption }).augment, world: plan.training.augment },
   regularization: { dir: files.regularization, generate: 0, prompt: null }
 })

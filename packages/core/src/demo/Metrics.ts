@@ -13,6 +13,8 @@
  * - Leakage: the image shows some concept more often than the prompt asks for it (`isNovel`), e.g. a
  *   concept prompted alone appears together with the other one, or an object takes on another concept's
  *   appearance. A group's leakage is the share of its images that leak.
+ * - Attention on own object: the share of a modifier's or class word's map (summed to 1) that falls on
+ *   the object it names, found by the detector (`ownObjectShares`); calibration should raise it.
  * - Attention overlap: the soft IoU of two class tokens' maps (each min-max normalised), the quantity
  *   DisenDiff's L_s&s lowers (`loss/LossCalibrator.ts`), here without smoothing, blur or suppression.
  *   It is 0 for disjoint maps and 1 only for equal maps of 0s and 1s (equal soft maps score less).
@@ -22,7 +24,7 @@ import type { PromptSpec } from "../world/Caption.js"
 import { type DetectedObject, detect } from "../world/Detect.js"
 import { type NovelAppearance, type NovelName, novelAppearance } from "../world/NovelAppearance.js"
 import { appearanceSimilarity, checkAgainstPrompt, isNovel } from "../world/Score.js"
-import type { ShapeName } from "../world/Vocabulary.js"
+import { isShape, MODIFIER_PATTERN, type ShapeName } from "../world/Vocabulary.js"
 import type { DemoPlan, GroupName, MethodName } from "./DemoPlan.js"
 
 export interface ImageScore {
@@ -128,6 +130,20 @@ export interface MethodSummary {
   readonly concept2: Scores
   /** Attention overlap of the two class words on the training image, with the method's trained weights. */
   readonly attentionOverlap: number
+  /**
+   * Attention as evidence: for each modifier and class word, the share of its map on its own object,
+   * on the training image (n = 1) and averaged over the samples that show every object they name.
+   */
+  readonly attentionOnOwnObject: { readonly training: AttentionShares; readonly samples: AttentionShares }
+}
+
+/** Unweighted gradient norms of the loss terms at one step, and the weight the calibration terms get. */
+export interface TermGradients {
+  readonly step: number
+  readonly base: number
+  readonly bind: number | null
+  readonly separation: number | null
+  readonly weight: number
 }
 
 /** The document `metrics.json` holds. */
@@ -148,6 +164,8 @@ export interface DemoMetrics {
     readonly base: number
     readonly bind: number | null
     readonly separation: number | null
+    /** Each loss term's gradient norm at the first step and every 50th (calibration measured, not guessed). */
+    readonly termGradients: ReadonlyArray<TermGradients>
     readonly checkpoint: string
     readonly seconds: number
   }>>
@@ -157,4 +175,67 @@ export interface DemoMetrics {
     readonly seeds: ReadonlyArray<number>
     readonly methods: Readonly<Record<MethodName, Scores & { readonly perImage: ReadonlyArray<ImageScore & { readonly seed: number }> }>>
   }>
+}
+
+/**
+ * Each detected object's coverage at a map's resolution (the mean over the image pixels of each map
+ * cell), left to right: where an object is, as the attention maps see the image.
+ */
+export const objectMasks = (image: RgbImage, h: number, w: number): Array<Float64Array> =>
+  detect(image).objects.map((o) => {
+    const mask = new Float64Array(h * w)
+    const fy = image.height / h
+    const fx = image.width / w
+    const { x, y, alpha } = o.pixels
+    for (let p = 0; p < alpha.length; p++) mask[Math.floor(y[p]! / fy) * w + Math.floor(x[p]! / fx)]! += alpha[p]! / (fx * fy)
+    return mask
+  })
+
+/** The share of a map's mass (made to sum to 1) that falls on a mask: 1 when all of it is on the object. */
+export const attentionShare = (map: ArrayLike<number>, mask: ArrayLike<number>): number => {
+  let total = 0
+  let on = 0
+  for (let i = 0; i < map.length; i++) {
+    const v = Math.max(0, map[i]!)
+    total += v
+    on += v * Math.min(1, mask[i]!)
+  }
+  return total > 0 ? on / total : 0
+}
+
+/**
+ * For the object words of a caption (each class word and the modifier before it), the share of the
+ * token's map on its own object. `tokens` are the caption's tokens with their positions. Null when the
+ * image does not show as many objects as the caption names (no object to compare with).
+ */
+export const ownObjectShares = (
+  image: RgbImage,
+  tokens: ReadonlyArray<{ readonly position: number; readonly token: string }>,
+  mapAt: (position: number) => ArrayLike<number>,
+  h: number,
+  w: number
+): Array<{ readonly token: string; readonly share: number }> | null => {
+  const objectOf: Array<{ readonly position: number; readonly token: string; readonly object: number }> = []
+  let k = 0
+  tokens.forEach((t, i) => {
+    if (isShape(t.token)) objectOf.push({ ...t, object: k++ })
+    else if (MODIFIER_PATTERN.test(t.token) && isShape(tokens[i + 1]?.token ?? "")) objectOf.push({ ...t, object: k })
+  })
+  const masks = objectMasks(image, h, w)
+  if (masks.length !== k) return null
+  return objectOf.map((t) => ({ token: t.token, share: attentionShare(mapAt(t.position), masks[t.object]!) }))
+}
+
+/** Mean share per token over several images (`n`: how many images had the right object count for it). */
+export type AttentionShares = Readonly<Record<string, { readonly share: number; readonly n: number }>>
+
+export const meanShares = (perImage: ReadonlyArray<ReadonlyArray<{ readonly token: string; readonly share: number }> | null>): AttentionShares => {
+  const sums = new Map<string, { share: number; n: number }>()
+  for (const shares of perImage) {
+    for (const s of shares ?? []) {
+      const e = sums.get(s.token) ?? { share: 0, n: 0 }
+      sums.set(s.token, { share: e.share + s.share, n: e.n + 1 })
+    }
+  }
+  return Object.fromEntries([...sums].map(([t, e]) => [t, { share: e.share / e.n, n: e.n }]))
 }

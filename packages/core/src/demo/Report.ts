@@ -7,7 +7,7 @@
 import { escapeAttribute, escapeText } from "entities/escape"
 import { novelAppearance } from "../world/NovelAppearance.js"
 import { type DemoPlan, groupLabel, GROUPS, type GroupName, METHODS, type MethodName, methodLabel, type PlannedPrompt } from "./DemoPlan.js"
-import type { DemoMetrics, Scores } from "./Metrics.js"
+import type { DemoMetrics, Scores, TermGradients } from "./Metrics.js"
 
 /** A PNG written to the output folder (`file` relative to it) and embedded in the page. */
 export interface Figure {
@@ -52,11 +52,18 @@ const figure = (f: Figure, caption: string) => `<figure>${img(f)}<figcaption>${t
 /** The heatmap row with each cell labelled beneath it (cells are equal, so the labels follow any scaling). */
 const tokenFigure = (f: TokenFigure, caption: string) => {
   const cells = ["image", ...f.tokens]
-  // 2-px gaps between 32-px cells, at any enlargement
-  const gap = (100 * 2) / (cells.length * 32 + (cells.length - 1) * 2)
-  return `<figure class="tokens">${img(f.figure)}<div class="labels" style="grid-template-columns: repeat(${cells.length}, 1fr); column-gap: ${
-    gap.toFixed(3)
-  }%">${cells.map((c) => `<span>${t(c)}</span>`).join("")}</div><figcaption>${t(caption)}</figcaption></figure>`
+  // 32-px cells and a 4-px colour scale, 2-px gaps, at any enlargement
+  const total = cells.length * 32 + 4 + cells.length * 2
+  const columns = `${cells.map(() => `${((100 * 32) / total).toFixed(3)}%`).join(" ")} ${((100 * 4) / total).toFixed(3)}%`
+  return `<figure class="tokens">${img(f.figure)}<div class="labels" style="grid-template-columns: ${columns}; column-gap: ${
+    ((100 * 2) / total).toFixed(3)
+  }%">${cells.map((c) => `<span>${t(c)}</span>`).join("")}<span>max<br>min</span></div><figcaption>${t(caption)} Each map is scaled from its own minimum to its maximum (the bar on the right).</figcaption></figure>`
+}
+
+/** The mean over the measured steps of weight x |grad term| / |grad base| (null when the term was off). */
+export const pull = (gs: ReadonlyArray<TermGradients>, term: "bind" | "separation"): number | null => {
+  const xs = gs.flatMap((g) => (g[term] === null || g.base === 0 ? [] : [(g.weight * g[term]!) / g.base]))
+  return xs.length === 0 ? null : xs.reduce((a, x) => a + x, 0) / xs.length
 }
 
 const scoreLine = (s: Scores) =>
@@ -137,12 +144,30 @@ export const renderReport = (r: ReportInput): string => {
     }
   }
   rows.push(`<tr><td>training image</td><td>attention overlap of the class words ↓</td>${METHODS.map((k) => `<td class="n">${num(m.summary[k].attentionOverlap)}</td>`).join("")}</tr>`)
+  const shareTokens = [...new Set(METHODS.flatMap((k) => Object.keys(m.summary[k].attentionOnOwnObject.training)))]
+  for (const where of ["training", "samples"] as const) {
+    for (const token of shareTokens) {
+      rows.push(`<tr><td>${where === "training" ? "training image" : "samples"}</td><td>attention of ${t(token)} on its own object ↑</td>${
+        METHODS.map((k) => {
+          const s = m.summary[k].attentionOnOwnObject[where][token]
+          return `<td class="n">${s === undefined ? "-" : `${num(s.share)}${where === "samples" ? ` <small>(${s.n})</small>` : ""}`}</td>`
+        }).join("")
+      }</tr>`)
+    }
+  }
+  for (const term of ["bind", "separation"] as const) {
+    rows.push(`<tr><td>training</td><td>pull of L<sub>${term === "bind" ? "bind" : "s&amp;s"}</sub>: weight x |grad| / |grad L<sub>base</sub>|</td>${
+      METHODS.map((k) => `<td class="n">${num(pull(m.training[k].termGradients, term))}</td>`).join("")
+    }</tr>`)
+  }
   rows.push(`<tr><td>training (last step)</td><td>loss</td>${METHODS.map((k) => `<td class="n">${num(m.training[k].loss)}</td>`).join("")}</tr>`)
   out.push(`<table id="metrics">${head}${rows.join("")}</table>`)
   out.push(
     `<ul><li><b>Image alignment</b>: how close each asked concept is to its reference object: the mean of its appearance similarity (both tones, each in its place) and its shape check, for the object matched to it.</li>` +
       `<li><b>Text alignment</b>: the share of the prompt's requests the image meets: object count, shapes, colours or appearances, background.</li>` +
       `<li><b>Leakage</b>: the share of images that show a concept more often than the prompt asks for it (the other concept appears, or an object takes on its look).</li>` +
+      `<li><b>Pull of L<sub>bind</sub>, L<sub>s&amp;s</sub></b>: how hard each calibration term pulls on the trainable weights relative to the diffusion loss, the mean over the steps where the gradient norms were measured (the first and every 50th); the baseline trains without them (-).</li>` +
+      `<li><b>Attention on its own object</b>: the share of a modifier's or class word's attention (summed to 1) that falls on the object it names, found by the evaluator; on samples, the mean over images that show every named object (their number in brackets). Calibration should raise it.</li>` +
       `<li><b>Attention overlap</b>: soft IoU of the two class words' attention maps on the training image (min-max normalised), what L<sub>s&amp;s</sub> lowers.</li></ul>` +
       `<p>All are measured by the shapes world's analytic evaluator (no neural network), per image, and averaged over the prompts' images. ` +
       `One seed is one draw: see the spread across seeds before reading a difference as the method's effect.</p>`

@@ -58,6 +58,16 @@ export const heatmap = (map: ArrayLike<number>, h: number, w: number, image: Rgb
   return { width: image.width, height: image.height, data }
 }
 
+/** The colour ramp as a vertical bar, `height` pixels high: the map's maximum at the top, its minimum at the bottom. */
+export const colourScale = (height: number, width = 4): RgbImage => {
+  const data = new Float32Array(width * height * 3)
+  for (let y = 0; y < height; y++) {
+    const c = colour(1 - y / Math.max(1, height - 1))
+    for (let x = 0; x < width; x++) data.set(c, (y * width + x) * 3)
+  }
+  return { width, height, data }
+}
+
 /** Images side by side (same height), with `gap` pixels of white between them. */
 export const row = (images: ReadonlyArray<RgbImage>, gap = 2): RgbImage => {
   const height = Math.max(...images.map((i) => i.height))

@@ -55,6 +55,19 @@ export type TrainEvent =
     readonly stepSeconds: number
     readonly etaSeconds: number
   }
+  | {
+    /**
+     * Gradient norms over the trainable set of each loss term, unweighted, on the step's first
+     * micro-batch (`TrainOptions.termGradientsEvery`): how hard each term pulls. Weighted, the
+     * calibration terms pull `weight x norm` (null: the term is off or no row holds a concept).
+     */
+    readonly _tag: "TermGradients"
+    readonly step: number
+    readonly base: number
+    readonly bind: number | null
+    readonly separation: number | null
+    readonly weight: number
+  }
   | { readonly _tag: "CheckpointSaved"; readonly step: number; readonly path: string; readonly digest: string }
   | { readonly _tag: "Finished"; readonly step: number; readonly path: string; readonly digest: string }
 
@@ -89,6 +102,11 @@ export interface TrainOptions {
   readonly resume?: { readonly path: string; readonly snapshot: Snapshot } | undefined
   /** Called after an interrupted run has saved its checkpoint (the stream's consumer is gone by then). */
   readonly onInterrupted?: ((step: number, checkpoint: string) => Effect.Effect<void>) | undefined
+  /**
+   * Measure each loss term's gradient norm every K steps (and at the first), three more backward
+   * passes each time; 0 or absent: never. The run's result does not change.
+   */
+  readonly termGradientsEvery?: number | undefined
 }
 
 export const checkpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
@@ -231,8 +249,11 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const B = config.batchSize
   const needMaps = calibrator.config.enabled
 
-  /** One micro-batch: loss terms [total/accum, base, bind, sep] and gradients of the first. */
-  const microBatch = (mb: number) =>
+  /**
+   * One micro-batch: loss terms [total/accum, base, bind, sep] and gradients of the first; with
+   * `termNorms`, also the gradient norms of base, bind and sep (NaN for a term that is not there).
+   */
+  const microBatch = (mb: number, termNorms = false) =>
     runTensors("a training micro-batch", () => {
       const rows = Array.from({ length: B }, (_, i) =>
         makeRow({ seed: config.seed, k: mb * B + i, size, latentFactor, augment: config.augment, target, regularization, augmentTarget: backbone.augmentTarget }))
@@ -273,8 +294,17 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
       // differentiate the first component only: the others are reported, not optimised
       const dy = tf.tensor1d([1, 0, 0, 0])
       const { value, grads } = tf.valueAndGrads(f)(xs, dy)
+      const norms = termNorms
+        ? tf.stack([1, 2, 3].map((k) => {
+          const one = tf.tensor1d([0, 1, 2, 3].map((j) => (j === k ? 1 : 0)))
+          const g = tf.grads(f)(xs, one)
+          const n = tf.sqrt(squaredNorm(g))
+          tf.dispose([one, ...g])
+          return n
+        }))
+        : undefined
       tf.dispose([dy, inputs.zt, inputs.target, inputs.mask, inputs.ids])
-      return { value, grads }
+      return { value, grads, norms }
     })
 
   const loop = Effect.gen(function*() {
@@ -285,8 +315,24 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
       const tStep = yield* Clock.currentTimeMillis
       let acc: Array<tf.Tensor> | undefined
       const values: Array<tf.Tensor> = []
+      const every = options.termGradientsEvery ?? 0
+      const measure = every > 0 && (step === startStep || (step + 1) % every === 0)
       for (let a = 0; a < config.gradientAccumulation; a++) {
-        const { value, grads } = yield* microBatch(step * config.gradientAccumulation + a)
+        const { value, grads, norms } = yield* microBatch(step * config.gradientAccumulation + a, measure && a === 0)
+        if (norms !== undefined) {
+          const [base, bind, separation] = Array.from((yield* Effect.promise(() => norms.data())) as Float32Array)
+          norms.dispose()
+          const v = (yield* Effect.promise(() => value.data())) as Float32Array
+          // a term that is NaN (off, or no concept in the rows) has no gradient to speak of
+          yield* emit({
+            _tag: "TermGradients",
+            step: step + 1,
+            base: base!,
+            bind: Number.isNaN(v[2]!) ? null : bind!,
+            separation: Number.isNaN(v[3]!) ? null : separation!,
+            weight: calibrator.config.weight
+          })
+        }
         values.push(value)
         if (acc === undefined) acc = grads
         else {

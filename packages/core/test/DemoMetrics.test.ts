@@ -1,8 +1,9 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
-import { attentionOverlap, scoreImage, summarise } from "../src/demo/Metrics.js"
+import { attentionOverlap, attentionShare, meanShares, objectMasks, ownObjectShares, scoreImage, summarise } from "../src/demo/Metrics.js"
 import { parseCaption } from "../src/world/Caption.js"
 import { renderScene } from "../src/world/Render.js"
+import { detect } from "../src/world/Detect.js"
 import { type Scene, sceneFromSpec } from "../src/world/Scene.js"
 
 const concepts = { "<v1>": "ring", "<v2>": "split" } as const
@@ -76,3 +77,42 @@ describe("demo metrics on rendered world images", () => {
     expect(attentionOverlap([1, 0, 0, 0], [0, 0, 0, 1])).toBe(0)
   })
 })
+
+describe("attention on its own object", () => {
+  const caption = "a <v1> circle and a <v2> square on a gray background"
+  const image = render(caption)
+  const tokens = ["a", "<v1>", "circle", "and", "a", "<v2>", "square", "on", "a", "gray", "background"].map((token, i) => ({ position: i + 1, token }))
+  const [left, right] = objectMasks(image, 16, 16)
+
+  it("finds each object's coverage at the map's resolution, left to right", () => {
+    const total = (m: Float64Array) => m.reduce((a, v) => a + v, 0)
+    // a 32 px image in 16x16 cells: each cell is 4 pixels
+    expect(total(left!) * 4).toBeCloseTo(detectArea(0), 5)
+    expect(total(right!) * 4).toBeCloseTo(detectArea(1), 5)
+    expect(Math.max(...left!)).toBeLessThanOrEqual(1 + 1e-9)
+  })
+
+  it("is 1 for a map on the object, its area share for a uniform map, and follows each word to its object", () => {
+    expect(attentionShare(left!.map((v) => (v >= 1 ? 3 : 0)), left!)).toBe(1)
+    const uniform = new Float64Array(256).fill(1)
+    expect(attentionShare(uniform, left!)).toBeCloseTo(left!.reduce((a, v) => a + Math.min(1, v), 0) / 256, 10)
+    // maps that sit inside the left object for the first concept's words and inside the right for the second's
+    const core = (m: Float64Array) => m.map((v) => (v >= 1 - 1e-9 ? 1 : 0))
+    const mapAt = (p: number) => (p <= 3 ? core(left!) : core(right!))
+    const shares = ownObjectShares(image, tokens, mapAt, 16, 16)!
+    expect(shares.map((s) => s.token)).toEqual(["<v1>", "circle", "<v2>", "square"])
+    for (const s of shares) expect(s.share).toBeCloseTo(1, 10)
+    const swapped = ownObjectShares(image, tokens, (p) => (p <= 3 ? core(right!) : core(left!)), 16, 16)!
+    for (const s of swapped) expect(s.share).toBe(0)
+    // an image without both objects has nothing to compare with
+    expect(ownObjectShares(render("a <v1> circle on a gray background"), tokens, mapAt, 16, 16)).toBeNull()
+    expect(meanShares([shares, null, swapped])).toEqual({
+      "<v1>": { share: (shares[0]!.share + swapped[0]!.share) / 2, n: 2 },
+      circle: { share: (shares[1]!.share + swapped[1]!.share) / 2, n: 2 },
+      "<v2>": { share: (shares[2]!.share + swapped[2]!.share) / 2, n: 2 },
+      square: { share: (shares[3]!.share + swapped[3]!.share) / 2, n: 2 }
+    })
+  })
+})
+
+const detectArea = (k: number) => detect(render("a <v1> circle and a <v2> square on a gray background")).objects[k]!.area

@@ -6,6 +6,7 @@ import { seedTable } from "../src/demo/SeedTable.js"
 import { detect } from "../src/world/Detect.js"
 import { novelAppearance } from "../src/world/NovelAppearance.js"
 import { isNovel } from "../src/world/Score.js"
+import { rgbDistance } from "../src/world/Vocabulary.js"
 
 describe("the demo's fixed plan", () => {
   it("has at least five world prompts per group, each asking for exactly its group's concepts", () => {
@@ -64,14 +65,20 @@ describe("the demo's fixed plan", () => {
     expect(isNovel(objects[1]!, novelAppearance("split"))).toBe(true)
     const reg = regularizationSet(plan)
     expect(reg.length).toBe(plan.training.regularizationImages)
-    expect(reg[0]!.caption).toMatch(/^a (red|green|blue|yellow|purple|orange) circle and a (red|green|blue|yellow|purple|orange) square on a (black|gray|white) background$/)
-    expect(new Set(reg.map((r) => r.caption)).size).toBeGreaterThan(10)
+    // class words alone, over the world's unnamed variation: flat and two-tone objects, many tones
+    for (const r of reg) expect(r.caption).toMatch(/^a circle and a square on a (black|gray|white) background$/)
+    const found = reg.flatMap((r) => detect(r.image).objects)
+    expect(found.length).toBe(2 * reg.length)
+    const twoTone = found.filter((o) => o.dominant[1].share >= 0.2 && rgbDistance(o.dominant[0].rgb, o.dominant[1].rgb) >= 0.3).length
+    expect(twoTone / found.length).toBeGreaterThan(0.3)
+    expect(twoTone / found.length).toBeLessThan(0.7)
+    expect(new Set(found.map((o) => o.meanRgb.map((c) => c.toFixed(1)).join())).size).toBeGreaterThan(30)
   })
 })
 
 describe("seedTable", () => {
   const scores = (x: number) => ({ images: 4, imageAlignment: x, textAlignment: x / 2, leakage: 1 - x, allCorrect: 0 })
-  const summary = (x: number, overlap: number): MethodSummary => ({ combined: scores(x), concept1: scores(x), concept2: scores(x), attentionOverlap: overlap })
+  const summary = (x: number, overlap: number): MethodSummary => ({ combined: scores(x), concept1: scores(x), concept2: scores(x), attentionOverlap: overlap, attentionOnOwnObject: { training: {}, samples: {} } })
   const run = (seed: number, x: number): DemoMetrics =>
     ({
       seed,

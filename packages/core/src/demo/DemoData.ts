@@ -1,8 +1,10 @@
 /**
  * The demo's training data, drawn from the shapes world with the plan's seed: the training image holding
  * the two novel concepts side by side with its caption ("a <v1> circle and a <v2> square on a gray
- * background"), and Custom Diffusion's regularisation set, here renders of the concepts' classes in
- * named colours on random backgrounds with their captions ("a red circle and a blue square ...").
+ * background"), and Custom Diffusion's regularisation set, here renders of the concepts' classes with
+ * the world's unnamed variation (any shade, layout of two tones) on random backgrounds, captioned by
+ * class alone ("a circle and a square on a white background"): what the class words cover, as the
+ * retrieved class photos are for Stable Diffusion.
  */
 import { Result } from "effect"
 import type { RgbImage } from "../image/Image.js"
@@ -35,6 +37,6 @@ export const regularizationSet = (plan: DemoPlan): ReadonlyArray<CaptionedImage>
     const background = BACKGROUNDS[stream(plan.seed, i, "demo-regularization").int(0, BACKGROUNDS.length - 1)]!
     const objects = plan.concepts.map((c) => ({ shape: novelAppearance(c.concept).shape, colour: null, modifier: null }))
     // cannot fail: the plan's one to three concepts become named objects without modifiers
-    const scene = Result.getOrThrow(sceneFromSpec({ background, objects }, { seed: plan.seed, index: 1 + i }))
+    const scene = Result.getOrThrow(sceneFromSpec({ background, objects }, { seed: plan.seed, index: 1 + i, paintUnnamed: true }))
     return { image: renderScene(scene), caption: captionOf(scene) }
   })

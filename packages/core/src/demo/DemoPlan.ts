@@ -53,7 +53,7 @@ export interface TrainingSettings {
   readonly learningRate: number
   readonly batchSize: number
   readonly gradientAccumulation: number
-  /** World renders of the concepts' classes in named colours (Custom Diffusion's regularisation set); 0: none. */
+  /** World renders of the concepts' classes with unnamed variation (Custom Diffusion's regularisation set); 0: none. */
   readonly regularizationImages: number
   /** The training image re-composited as other world images with matching captions (`world/Augment.ts`). */
   readonly augment: WorldAugmentOptions

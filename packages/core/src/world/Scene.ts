@@ -159,6 +159,8 @@ export interface SceneOptions {
   readonly index: number
   /** Which novel appearance each modifier token stands for, e.g. `{ "<v1>": "ring" }`. */
   readonly concepts?: Readonly<Record<string, NovelName>>
+  /** World v2: objects the prompt gives no colour get any unnamed appearance (`Variation.ts`), not a named colour. */
+  readonly paintUnnamed?: boolean | undefined
 }
 
 /**
@@ -194,6 +196,8 @@ export const sceneFromSpec = (spec: PromptSpec, options: SceneOptions): Result.R
         )
       }
       appearances.push({ kind: "novel", concept, modifier: o.modifier })
+    } else if (o.colour === null && options.paintUnnamed === true) {
+      appearances.push({ kind: "painted", paint: samplePaint(rnd), colour: null })
     } else {
       appearances.push({ kind: "named", colour: o.colour ?? COLOURS[rnd.int(0, COLOURS.length - 1)]! })
     }

@@ -34,7 +34,8 @@ export const installFastBatchMatMul = (): void => {
   if (installed) return
   const original = tf.getKernel("BatchMatMul", "wasm")
   if (original === undefined) throw new Error("the wasm backend's BatchMatMul kernel is not registered")
-  let matmul: ((...args: Array<unknown>) => void) | undefined
+  // one wrapper per module: the backend restarts when its thread count changes
+  const matmuls = new WeakMap<object, (...args: Array<unknown>) => void>()
   const fast: tf.KernelFunc = (args) => {
     const { a, b } = args.inputs as { a: TensorInfo; b: TensorInfo }
     const { transposeA, transposeB } = args.attrs as { transposeA: boolean; transposeB: boolean }
@@ -44,7 +45,11 @@ export const installFastBatchMatMul = (): void => {
     if (transposeA || transposeB || a.dtype !== "float32" || batchA === 1 || (batchB !== 1 && batchB !== batchA)) {
       return original.kernelFunc(args)
     }
-    matmul ??= backend.wasm.cwrap("BatchMatMul", null, ["number", "array", "number", "number", "array", "number", "number", "number", "number"])
+    let matmul = matmuls.get(backend.wasm)
+    if (matmul === undefined) {
+      matmul = backend.wasm.cwrap("BatchMatMul", null, ["number", "array", "number", "number", "array", "number", "number", "number", "number"])
+      matmuls.set(backend.wasm, matmul)
+    }
     const [M, K] = a.shape.slice(-2) as [number, number]
     const N = b.shape[b.shape.length - 1]!
     const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), M, N]

@@ -1,6 +1,12 @@
 /**
- * tfjs's WebAssembly backend (SIMD, one thread in Node) as a `TensorRuntime` layer: the default,
- * about 15-20 GFLOP/s on one core and available everywhere.
+ * tfjs's WebAssembly backend (SIMD; XNNPACK's products and convolutions on `threads` threads) as a
+ * `TensorRuntime` layer: the default, available everywhere.
+ *
+ * Threads: tfjs runs one thread in Node; `Module.ts` starts the threaded-SIMD build itself with the
+ * chosen count (default: the machine's cores, at most 8, XNNPACK's cap). Results are the same bit for
+ * bit with any count (test/threads.test.ts). The backend is one per process: a layer asking for a
+ * different count than the running backend's restarts it (tensors held on the old one are lost), so
+ * a process should pick its count once.
  *
  * The wasm32 heap stops at 4 GiB, and when its `malloc` fails tfjs silently places the tensor at
  * address 0, corrupting others (docs/reference/tfjs-backends.md §5). This layer wraps the
@@ -12,12 +18,19 @@ import { Effect, Layer } from "effect"
 import * as wasm from "@tensorflow/tfjs-backend-wasm"
 import { AllocationRefused, registerGradients, TensorRuntime, tf } from "@disendiff/core"
 import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
 import { installFastBatchMatMul } from "./BatchMatMul.js"
 import { installFastKernels } from "./Kernels.js"
-import * as path from "node:path"
+import { maxThreads, startModule, unrefThreads } from "./Module.js"
 
 /** Default limit: the 4 GiB heap less room for XNNPACK's own buffers and the code itself. */
 export const defaultLimitBytes = 3.5 * 2 ** 30
+
+/** Default thread count: the machine's cores (what Node may use), at most XNNPACK's 8. */
+export const defaultThreads = (): number => Math.min(os.availableParallelism(), maxThreads)
+
+export { maxThreads }
 
 interface WasmModule {
   _malloc: (n: number) => number
@@ -26,6 +39,33 @@ interface WasmModule {
 
 export interface Options {
   readonly limitBytes?: number
+  /** Threads for XNNPACK's kernels, 1 to 8 (more are capped at 8); default `defaultThreads()`. */
+  readonly threads?: number
+}
+
+/** The running backend's thread count (the backend is a process-wide singleton). */
+let running: { readonly threads: number } | undefined
+/** tfjs's own loader (the SIMD build, one thread), registered when the package is imported. */
+let tfjsFactory: ReturnType<typeof tf.findBackendFactory> | undefined
+
+const startBackend = async (threads: number): Promise<void> => {
+  tfjsFactory ??= tf.findBackendFactory("wasm")
+  if (running?.threads === threads) return
+  // a running backend is disposed, which also ends its threads
+  if (tf.findBackendFactory("wasm") != null) tf.removeBackend("wasm")
+  if (threads === 1) {
+    const require = createRequire(import.meta.url)
+    wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
+    wasm.setThreadsCount(1)
+    tf.registerBackend("wasm", tfjsFactory, 2)
+  } else {
+    const module = await startModule(threads)
+    wasm.setThreadsCount(threads)
+    const backend = new wasm.BackendWasm(module as never)
+    unrefThreads(module)
+    tf.registerBackend("wasm", () => backend, 2)
+  }
+  running = { threads }
 }
 
 export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
@@ -33,8 +73,8 @@ export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
     TensorRuntime,
     Effect.promise(async () => {
       registerGradients()
-      const require = createRequire(import.meta.url)
-      wasm.setWasmPaths(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm")) + path.sep)
+      const threads = Math.max(1, Math.min(Math.floor(options.threads ?? defaultThreads()), maxThreads))
+      await startBackend(threads)
       await tf.setBackend("wasm")
       installFastBatchMatMul()
       installFastKernels()
@@ -44,6 +84,7 @@ export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
       return TensorRuntime.of({
         backend: "wasm",
         syncReads: true,
+        threads: wasm.getThreadsCount(),
         memory: () => ({
           liveBytes: guard.liveBytes,
           peakBytes: guard.peakBytes,

@@ -1,7 +1,8 @@
 /**
  * A pretraining gradient worker (a Node worker thread with its own tensor backend): receives the
  * weights and micro-batch indices, answers with each micro-batch's loss and gradients.
- * Started by GradientWorkerPool; the thread's `workerData` is `{ config, backend }`.
+ * Started by GradientWorkerPool; the thread's `workerData` is `{ config, backend, threads }` (threads of
+ * this worker's own wasm backend).
  */
 import { type BackendName, MicroBatch, type PretrainConfig, tf } from "@disendiff/core"
 import { Effect, ManagedRuntime } from "effect"
@@ -20,8 +21,8 @@ export type WorkerReply =
   | { readonly id: number; readonly results: ReadonlyArray<{ readonly loss: number; readonly grads: ReadonlyArray<Float32Array> }> }
   | { readonly id: number; readonly error: { readonly _tag: string; readonly fields: Record<string, unknown>; readonly message: string } }
 
-const { config, backend } = workerData as { config: PretrainConfig; backend: BackendName }
-const runtime = ManagedRuntime.make(backendLayer(backend))
+const { config, backend, threads } = workerData as { config: PretrainConfig; backend: BackendName; threads?: number }
+const runtime = ManagedRuntime.make(backendLayer(backend, { threads }))
 let cached: { readonly key: string; readonly run: ReturnType<typeof MicroBatch.makeMicroBatch> } | undefined
 const microBatchFor = (names: ReadonlyArray<string>) => {
   const key = names.join("\n")

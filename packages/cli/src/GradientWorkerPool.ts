@@ -8,10 +8,10 @@ import { Effect } from "effect"
 import { Worker } from "node:worker_threads"
 import type { WorkerReply, WorkerRequest } from "./GradientWorker.js"
 
-export const makeGradientWorkers = (options: { readonly count: number; readonly config: PretrainConfig; readonly backend: BackendName }) =>
+export const makeGradientWorkers = (options: { readonly count: number; readonly config: PretrainConfig; readonly backend: BackendName; readonly threads?: number }) =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const workerData = { config: options.config, backend: options.backend }
+      const workerData = { config: options.config, backend: options.backend, threads: options.threads }
       return Array.from({ length: options.count }, () => new Worker(new URL("./GradientWorker.js", import.meta.url), { workerData }))
     }),
     (workers) => Effect.promise(() => Promise.all(workers.map((w) => w.terminate())))

@@ -16,7 +16,7 @@ import {
 } from "@disendiff/core"
 import { Effect, Layer, Option } from "effect"
 import { Flag } from "effect/cli"
-import { backendLayer, backendNames } from "./Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "./Backends.js"
 import { backboneLayer } from "./commands/Train.js"
 
 export const modelFlags = {
@@ -24,7 +24,8 @@ export const modelFlags = {
   model: Flag.String("model").pipe(Flag.withDescription("a diffusers SD 1.x folder (--backbone sd), or a built-in-model weights file (--backbone toy)"), Flag.optional),
   checkpoint: Flag.String("checkpoint").pipe(Flag.withDescription("trained weights: a checkpoint from `disendiff train`"), Flag.optional),
   deltas: Flag.String("deltas").pipe(Flag.withDescription("trained weights: a Custom Diffusion deltas folder"), Flag.optional),
-  backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const))
+  backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+  threads: threadsFlag
 }
 
 export interface ModelFlags {
@@ -33,6 +34,7 @@ export interface ModelFlags {
   readonly checkpoint: Option.Option<string>
   readonly deltas: Option.Option<string>
   readonly backend: (typeof backendNames)[number]
+  readonly threads: Option.Option<number>
 }
 
 /** The configuration the backbone is built from, and the modifier tokens it needs. */
@@ -56,7 +58,7 @@ const resolve = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
 export const loadModel = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     const r = yield* resolve(f, prompts)
-    const layer = backboneLayer(r.config, r.modifiers).pipe(Layer.provideMerge(backendLayer(f.backend)))
+    const layer = backboneLayer(r.config, r.modifiers).pipe(Layer.provideMerge(backendLayer(f.backend, { threads: f.threads })))
     const trained = (backbone: Backbone["Service"]) =>
       Effect.gen(function*() {
         if (r.snapshot !== undefined) {

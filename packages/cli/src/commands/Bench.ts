@@ -9,7 +9,7 @@ import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { UsageError } from "../Errors.js"
 
 const begin = "<!-- bench:begin -->"
@@ -42,6 +42,7 @@ export const bench = Command.make(
     grads: Flag.Literals("grads", ["kv", "all"]).pipe(Flag.withDescription("kv: attn2 to_k/to_v and the conditioning; all: every parameter"), Flag.withDefault("kv" as const)),
     runs: Flag.Int("runs").pipe(Flag.withDescription("timed runs after the warm-up (median reported)"), Flag.withDefault(5)),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+    threads: threadsFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON object"), Flag.withDefault(false)),
     suite: Flag.Boolean("suite").pipe(Flag.withDescription("run the benchmark suite and update docs/benchmarks.md"), Flag.withDefault(false)),
     fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny"))
@@ -61,5 +62,5 @@ export const bench = Command.make(
           `  forward+backward ${r.forwardBackwardSeconds.toFixed(4)} s (${r.forwardBackwardGflop.toFixed(2)} GFLOP, ${r.gflops.toFixed(1)} GFLOP/s)\n` +
           `  plain matMul ${r.matmulGflops.toFixed(1)} GFLOP/s; peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`
       )
-    }).pipe(Effect.provide(backendLayer(f.backend)))
+    }).pipe(Effect.provide(backendLayer(f.backend, { threads: f.threads })))
 ).pipe(Command.withDescription("time UNet forward and backward passes, or run the benchmark suite"))

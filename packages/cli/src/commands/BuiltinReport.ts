@@ -5,7 +5,7 @@
 import { BuiltinGate, ToyBackbone } from "@disendiff/core"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { replaceBetween } from "../Markdown.js"
 
 export const builtinReport = Command.make(
@@ -20,6 +20,7 @@ export const builtinReport = Command.make(
     guidance: Flag.Finite("guidance").pipe(Flag.withDescription("guidance scale"), Flag.withDefault(4)),
     docs: Flag.String("docs").pipe(Flag.withDescription("the markdown file to update"), Flag.withDefault("docs/built-in-model.md")),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+    threads: threadsFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("print the gate's numbers as JSON"), Flag.withDefault(false))
   },
   (f) =>
@@ -38,5 +39,5 @@ export const builtinReport = Command.make(
         yield* Effect.promise(() => replaceBetween(f.docs, "gate", md))
         yield* Console.log(f.json ? JSON.stringify(g) : md)
       }
-    }).pipe(Effect.provide(backendLayer(f.backend)))
+    }).pipe(Effect.provide(backendLayer(f.backend, { threads: f.threads })))
 ).pipe(Command.withDescription("the built-in model's training curve and quality gate, into docs/built-in-model.md"))

@@ -9,7 +9,7 @@ import { Console, Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { jsonDemoReporter, textDemoReporter } from "../DemoProgress.js"
 import { UsageError } from "../Errors.js"
 
@@ -21,6 +21,7 @@ const flags = {
   summary: Flag.String("summary").pipe(Flag.withDescription("with --seeds: the markdown file for the table of means and spreads"), Flag.optional),
   weights: Flag.String("weights").pipe(Flag.withDescription("a built-in model weights file (default: the installed one)"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+  threads: threadsFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false))
 }
 
@@ -47,7 +48,7 @@ export const demo = Command.make("demo", flags, (f) =>
       yield* run({ plan, out, weights }).pipe(
         Stream.runForEach(f.json ? jsonDemoReporter : text.report),
         Effect.ensuring(text.close),
-        Effect.provide(backendLayer(f.backend))
+        Effect.provide(backendLayer(f.backend, { threads: f.threads }))
       )
       runs.push(JSON.parse(yield* Effect.promise(() => fs.readFile(path.join(out, "metrics.json"), "utf8"))) as DemoMetrics)
       if (!f.json) yield* Console.log(`report: ${path.join(out, "report.html")}`)

@@ -7,7 +7,7 @@ import { Console, Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, defaultThreads, threadsFlag } from "../Backends.js"
 import { ConfigFileError, UsageError } from "../Errors.js"
 import { makeGradientWorkers } from "../GradientWorkerPool.js"
 import { formatSeconds } from "../Progress.js"
@@ -75,6 +75,7 @@ export const pretrain = Command.make(
     steps: Flag.Int("steps").pipe(Flag.withDescription("total optimizer steps (the target, also when resuming)"), Flag.optional),
     config: Flag.String("config").pipe(Flag.withDescription("a JSON file with PretrainConfig fields"), Flag.optional),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+    threads: threadsFlag,
     json: Flag.Boolean("json").pipe(Flag.withDescription("one JSON event per line"), Flag.withDefault(false)),
     workers: Flag.Int("workers").pipe(
       Flag.withDescription("threads computing micro-batches in parallel (default: one per core, up to the accumulation count, on wasm and cpu); the result is the same bit for bit"),
@@ -116,7 +117,9 @@ export const pretrain = Command.make(
       if (count < 1 || (count > 1 && !threaded)) {
         return yield* new UsageError({ message: `--workers ${count}: use 1 or more, and more than 1 only with --backend wasm or cpu (one device cannot be shared by threads)` })
       }
-      const workers = count > 1 ? yield* makeGradientWorkers({ count, config, backend: f.backend }) : undefined
+      // the threads are shared out: each worker's backend gets its part (at least one)
+      const threads = Option.getOrElse(f.threads, defaultThreads)
+      const workers = count > 1 ? yield* makeGradientWorkers({ count, config, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) }) : undefined
       yield* Pretraining.pretrain({
         config,
         out: f.out,
@@ -124,7 +127,7 @@ export const pretrain = Command.make(
         init,
         workers,
         onInterrupted: (step, file) => Effect.sync(() => process.stderr.write(`interrupted after step ${step}; checkpoint saved to ${file}\n`))
-      }).pipe(Stream.runForEach(report(f.json)), Effect.provide(Layer.merge(backendLayer(f.backend), Checkpoints.layer)))
+      }).pipe(Stream.runForEach(report(f.json)), Effect.provide(Layer.merge(backendLayer(f.backend, { threads }), Checkpoints.layer)))
     }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("train the built-in model from scratch on a procedural world (resumable)"))
 

@@ -5,7 +5,7 @@
 import { Checkpoints, RecipeSearch } from "@disendiff/core"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { replaceBetween } from "../Markdown.js"
 
 export const recipeSearch = Command.make(
@@ -19,7 +19,8 @@ export const recipeSearch = Command.make(
     sampler: Flag.String("sampler-checkpoint").pipe(Flag.withDescription("also compare sampler settings on this pretraining checkpoint"), Flag.optional),
     skipRecipes: Flag.Boolean("skip-recipes").pipe(Flag.withDescription("only the sampler comparison"), Flag.withDefault(false)),
     docs: Flag.String("docs").pipe(Flag.withDescription("the markdown file to update (markers recipes, samplers)"), Flag.withDefault("docs/built-in-model.md")),
-    backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const))
+    backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+    threads: threadsFlag
   },
   (f) =>
     Effect.gen(function*() {
@@ -37,5 +38,5 @@ export const recipeSearch = Command.make(
         yield* Effect.promise(() => replaceBetween(f.docs, "samplers", md))
         yield* Console.log(md)
       }
-    }).pipe(Effect.provide(Layer.merge(backendLayer(f.backend), Checkpoints.layer)))
+    }).pipe(Effect.provide(Layer.merge(backendLayer(f.backend, { threads: f.threads }), Checkpoints.layer)))
 ).pipe(Command.withDescription("compare pretraining recipes (short equal-compute runs) and sampler settings of the built-in model"))

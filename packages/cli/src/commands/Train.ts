@@ -33,7 +33,7 @@ import { Effect, Layer, Option, Schema, SchemaIssue, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { backendLayer, backendNames } from "../Backends.js"
+import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { ConfigFileError, FlagError, OutputError, UsageError } from "../Errors.js"
 import { outputFolder } from "../Preflight.js"
 import { jsonReporter, textReporter } from "../Progress.js"
@@ -56,6 +56,7 @@ const flags = {
   ),
   checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("also save every K steps"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
+  threads: threadsFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false)),
   config: Flag.String("config").pipe(Flag.withDescription("a JSON file with any TrainConfig fields (flags override it)"), Flag.optional),
   lr: Flag.Finite("lr").pipe(Flag.withDescription("base learning rate (scaled by batch x accumulation unless the config says not to)"), Flag.optional),
@@ -273,6 +274,6 @@ export const train = Command.make("train", flags, (f) =>
     yield* Trainer.train({ config, out: f.out, resume, onInterrupted: reporter.interrupted }).pipe(
       Stream.runForEach(reporter.report),
       Effect.ensuring(reporter.close),
-      Effect.provide(trainingLayer(config, modifiers).pipe(Layer.provideMerge(backendLayer(f.backend))))
+      Effect.provide(trainingLayer(config, modifiers).pipe(Layer.provideMerge(backendLayer(f.backend, { threads: f.threads }))))
     )
   })).pipe(Command.withDescription("personalise a model on one image holding several concepts (DisenDiff)"))

@@ -26,6 +26,8 @@ export interface UnetBenchOptions {
 
 export interface UnetBenchResult {
   readonly backend: string
+  /** The backend's kernel threads (1 where it does not say). */
+  readonly threads: number
   readonly parameters: number
   readonly forwardSeconds: number
   readonly forwardBackwardSeconds: number
@@ -93,32 +95,58 @@ export const matmulGflops = (): number => {
   return (2 * 1024 ** 3) / s / 1e9
 }
 
+/** The bench's inputs (fixed seeds), the forward and the forward + backward as functions. */
+const workload = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tensor>, o: Omit<UnetBenchOptions, "runs">) => {
+  const T = o.tokens ?? 77
+  const B = o.batch
+  const latents = tf.tensor(stream(1, 0, "bench-latents").normals(B * o.height * o.width * cfg.inChannels), [B, o.height, o.width, cfg.inChannels])
+  const target = tf.tensor(stream(1, 0, "bench-target").normals(latents.size), latents.shape)
+  const context = tf.tensor(stream(1, 0, "bench-context").normals(B * T * o.contextDim), [B, T, o.contextDim])
+  const timesteps = Array.from({ length: B }, (_, i) => (i * 389 + 17) % 1000)
+  const names = [...weights.keys()].filter((n) => o.grads === "all" || /attn2\.to_[kv]\.weight$/.test(n))
+  const frozen = new Map([...weights].filter(([n]) => !names.includes(n)))
+  const forward = () => tf.tidy(() => unetForward(cfg, makeWeights(weights), { latents, timesteps, context }))
+  /** Loss and gradients (the conditioning first, then `names`), kept: the caller disposes them. */
+  const lossAndGrads = () =>
+    tf.tidy(() => {
+      const f = (ctx: tf.Tensor, ...xs: Array<tf.Tensor>) => {
+        const w = makeWeights(frozen, new Map(names.map((n, i) => [n, xs[i]!])))
+        return tf.mean(tf.square(tf.sub(unetForward(cfg, w, { latents, timesteps, context: ctx }), target))) as tf.Scalar
+      }
+      const { value, grads } = tf.valueAndGrads(f)([context, ...names.map((n) => weights.get(n)!)])
+      return [value, ...grads]
+    })
+  return { names, forward, lossAndGrads, dispose: () => tf.dispose([latents, target, context]) }
+}
+
+/**
+ * One forward + backward of the bench's workload, read back: the loss, then the gradients into the
+ * conditioning and into each trained parameter (`names`, in the weights' order). For checks that
+ * results do not depend on the backend's thread count.
+ */
+export const unetLossAndGrads = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tensor>, o: Omit<UnetBenchOptions, "runs">) => {
+  const w = workload(cfg, weights, o)
+  const out = w.lossAndGrads()
+  const host = out.map((t) => Float32Array.from(t.dataSync() as Float32Array))
+  tf.dispose(out)
+  w.dispose()
+  return { names: w.names, loss: host[0]![0]!, grads: host.slice(1) }
+}
+
 export const benchUnet = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tensor>, o: UnetBenchOptions) =>
   Effect.gen(function*() {
     const runtime = yield* TensorRuntime
-    const T = o.tokens ?? 77
-    const B = o.batch
-    const latents = tf.tensor(stream(1, 0, "bench-latents").normals(B * o.height * o.width * cfg.inChannels), [B, o.height, o.width, cfg.inChannels])
-    const target = tf.tensor(stream(1, 0, "bench-target").normals(latents.size), latents.shape)
-    const context = tf.tensor(stream(1, 0, "bench-context").normals(B * T * o.contextDim), [B, T, o.contextDim])
-    const timesteps = Array.from({ length: B }, (_, i) => (i * 389 + 17) % 1000)
-    const names = [...weights.keys()].filter((n) => o.grads === "all" || /attn2\.to_[kv]\.weight$/.test(n))
-    const frozen = new Map([...weights].filter(([n]) => !names.includes(n)))
+    const w = workload(cfg, weights, o)
     const forward = () => {
-      const out = tf.tidy(() => unetForward(cfg, makeWeights(weights), { latents, timesteps, context }))
+      const out = w.forward()
       out.dataSync()
       out.dispose()
     }
-    const forwardBackward = () =>
-      tf.tidy(() => {
-        const f = (ctx: tf.Tensor, ...xs: Array<tf.Tensor>) => {
-          const w = makeWeights(frozen, new Map(names.map((n, i) => [n, xs[i]!])))
-          return tf.mean(tf.square(tf.sub(unetForward(cfg, w, { latents, timesteps, context: ctx }), target))) as tf.Scalar
-        }
-        const { value, grads } = tf.valueAndGrads(f)([context, ...names.map((n) => weights.get(n)!)])
-        value.dataSync()
-        for (const g of grads) g.dataSync()
-      })
+    const forwardBackward = () => {
+      const out = w.lossAndGrads()
+      for (const t of out) t.dataSync()
+      tf.dispose(out)
+    }
     forward()
     forwardBackward()
     const forwardRuns = Array.from({ length: o.runs }, () => time(forward))
@@ -131,6 +159,7 @@ export const benchUnet = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tenso
     const forwardBackwardGflop = countFlops((yield* Effect.promise(() => tf.profile(() => forwardBackward()))).kernels as never) / 1e9
     const result: UnetBenchResult = {
       backend: runtime.backend,
+      threads: runtime.threads ?? 1,
       parameters: [...weights.values()].reduce((a, t) => a + t.size, 0),
       forwardSeconds: median(forwardRuns),
       forwardBackwardSeconds: median(forwardBackwardRuns),
@@ -143,7 +172,7 @@ export const benchUnet = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tenso
       forwardRuns,
       forwardBackwardRuns
     }
-    tf.dispose([latents, target, context])
+    w.dispose()
     return result
   })
 

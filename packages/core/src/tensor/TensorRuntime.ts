@@ -62,6 +62,8 @@ export class TensorRuntime extends Context.Service<TensorRuntime, {
   readonly device?: string
   readonly memory: () => MemoryStats
   readonly resetPeak: () => void
+  /** Threads the backend's kernels use (wasm: XNNPACK's pool); absent where the backend decides itself. */
+  readonly threads?: number
 }>()("@disendiff/core/TensorRuntime") {}
 
 /** Memory accounting from tfjs's own counters, for backends without a hard heap limit. */

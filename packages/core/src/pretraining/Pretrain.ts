@@ -20,7 +20,8 @@ import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { column, enlarge, row } from "../image/Heatmap.js"
 import { type ImageError, writePng } from "../image/Image.js"
-import { NumericalError } from "../training/Trainer.js"
+import { type CheckpointEvent, NumericalError, runLoop, sumInOrder } from "../training/Loop.js"
+import { squaredNorm } from "../optim/Optimizer.js"
 import { type GradientWorkerError, type GradientWorkers, makeMicroBatch } from "./MicroBatch.js"
 import { type Evaluation, evaluate } from "./Evaluate.js"
 import { learningRateAt, type PretrainConfig } from "./PretrainConfig.js"
@@ -39,8 +40,7 @@ export type PretrainEvent =
     readonly etaSeconds: number
   }
   | { readonly _tag: "Evaluated"; readonly step: number; readonly evaluation: Evaluation }
-  | { readonly _tag: "CheckpointSaved"; readonly step: number; readonly path: string; readonly digest: string }
-  | { readonly _tag: "Finished"; readonly step: number; readonly path: string; readonly digest: string }
+  | CheckpointEvent
 
 export interface EvaluationRecord {
   readonly step: number
@@ -66,8 +66,10 @@ export interface PretrainOptions {
 
 export const pretrainCheckpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
 
+export type PretrainError = CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError | GradientWorkerError
+
 export const pretrain = (options: PretrainOptions) =>
-  Stream.callback<PretrainEvent, CheckpointError | NumericalError | OutOfMemory | PromptError | ImageError | GradientWorkerError, Checkpoints | TensorRuntime>(
+  Stream.callback<PretrainEvent, PretrainError, Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
   )
 
@@ -162,84 +164,80 @@ const run = Effect.fnUntraced(function*(options: PretrainOptions, emit: (e: Pret
       return results.map((r) => ({ loss: r.loss, grads: r.grads.map((g, i) => tf.tensor(g, params.get(names[i]!)!.shape)) }))
     })
 
-  const loop = Effect.gen(function*() {
-    let t0 = yield* Clock.currentTimeMillis
-    let runStart = t0
-    const startStep = step
-    while (step < c.steps) {
-      yield* Effect.yieldNow
-      let acc: Array<tf.Tensor> | undefined
-      let loss = 0
-      // summed in micro-batch order wherever they were computed: the same numbers bit for bit
-      for (const { loss: l, grads } of yield* gradientsOf(step * c.gradientAccumulation)) {
-        loss += l
-        if (acc === undefined) acc = grads
-        else {
-          const next = acc.map((g, i) => tf.add(g, grads[i]!))
-          tf.dispose([...acc, ...grads])
-          acc = next
+  let t0 = yield* Clock.currentTimeMillis
+  let runStart = t0
+  const startStep = step
+  yield* runLoop<null, PretrainError, Checkpoints | TensorRuntime>({
+    startStep,
+    totalSteps: c.steps,
+    checkpointEvery: c.checkpointEvery,
+    checkpoint: outFile,
+    numericalFix: "resume from the last checkpoint with a lower learning rate",
+    compute: (s) =>
+      Effect.gen(function*() {
+        const parts = yield* gradientsOf(s * c.gradientAccumulation)
+        // the losses and gradients summed in micro-batch order wherever they were computed: the same numbers bit for bit
+        const loss = parts.reduce((sum, p) => sum + p.loss, 0)
+        const grads = sumInOrder(parts.map((p) => p.grads))
+        const norm = tf.tidy(() => tf.sqrt(squaredNorm(grads)))
+        const gradNorm = (yield* Effect.promise(() => norm.data()))[0]!
+        norm.dispose()
+        return { grads, loss, gradNorm, extra: null }
+      }),
+    apply: (grads, s) =>
+      Effect.sync(() => {
+        const updated = adamStep(adam, params, new Map(names.map((n, i) => [n, grads[i]!])), opt, learningRateAt(c, s))
+        updated.gradNorm.dispose()
+        params = updated.params
+        opt = updated.state
+        // EMA warm-up as diffusers' EMAModel: early on the average follows the weights closely
+        const decay = Math.min(c.emaDecay, (1 + s) / (10 + s))
+        // tf.tidy keeps tensors in plain objects, not in Maps
+        const nextEma = new Map(Object.entries(tf.tidy(() =>
+          Object.fromEntries([...ema].map(([k, e]) => [k, tf.add(tf.mul(e, decay), tf.mul(params.get(k)!, 1 - decay))]))
+        )))
+        tf.dispose([...ema.values()])
+        ema = nextEma
+      }),
+    after: (completed, { loss, gradNorm }) =>
+      Effect.gen(function*() {
+        const lr = learningRateAt(c, completed - 1)
+        step = completed
+        const now = yield* Clock.currentTimeMillis
+        seconds += (now - t0) / 1000
+        const perStep = (now - runStart) / 1000 / (step - startStep)
+        t0 = now
+        history.push({ step, loss, base: loss, bind: null, separation: null, lr, gradNorm })
+        yield* emit({
+          _tag: "Step",
+          step,
+          totalSteps: c.steps,
+          loss,
+          lr,
+          gradNorm,
+          samplesPerSecond: (B * c.gradientAccumulation) / Math.max(1e-9, perStep),
+          etaSeconds: perStep * (c.steps - step)
+        })
+        if (c.evalEvery > 0 && step % c.evalEvery === 0) {
+          const backbone = makeToyBackbone(cfg, new Map([...ema].map(([k, t]) => [k, t])), { modifiers: [], name: "ema", identity: "ema" })
+          const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000, world: c.world })
+          const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects, ...(e.unnamed === undefined ? {} : { unnamed: e.unnamed }) }
+          // the samples themselves, enlarged, one row per group, for looking at progress
+          const perRow = Math.min(12, c.evalSamples)
+          const grid = column([row(e.images.slice(0, perRow)), row(e.images.slice(c.evalSamples, c.evalSamples + perRow))])
+          yield* writePng(path.join(options.out, `eval-${String(step).padStart(6, "0")}.png`), enlarge(grid, 3))
+          evaluations.push({ step, samples: samplesAt(step), seconds, backend: runtime.backend, evaluation })
+          yield* emit({ _tag: "Evaluated", step, evaluation })
+          // evaluation time counts neither into training seconds nor into the throughput
+          const later = yield* Clock.currentTimeMillis
+          runStart += later - t0
+          t0 = later
         }
-      }
-      const lr = learningRateAt(c, step)
-      const updated = adamStep(adam, params, new Map(names.map((n, i) => [n, acc![i]!])), opt, lr)
-      tf.dispose(acc!)
-      const gradNorm = (yield* Effect.promise(() => updated.gradNorm.data()))[0]!
-      updated.gradNorm.dispose()
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        return yield* new NumericalError({ step: step + 1, quantity: Number.isFinite(loss) ? "the gradient" : "the loss", checkpoint: outFile, fix: "resume from the last checkpoint with a lower learning rate" })
-      }
-      params = updated.params
-      opt = updated.state
-      // EMA warm-up as diffusers' EMAModel: early on the average follows the weights closely
-      const decay = Math.min(c.emaDecay, (1 + step) / (10 + step))
-      // tf.tidy keeps tensors in plain objects, not in Maps
-      const nextEma = new Map(Object.entries(tf.tidy(() =>
-        Object.fromEntries([...ema].map(([k, e]) => [k, tf.add(tf.mul(e, decay), tf.mul(params.get(k)!, 1 - decay))]))
-      )))
-      tf.dispose([...ema.values()])
-      ema = nextEma
-      step++
-      const now = yield* Clock.currentTimeMillis
-      seconds += (now - t0) / 1000
-      const perStep = (now - runStart) / 1000 / (step - startStep)
-      t0 = now
-      history.push({ step, loss, base: loss, bind: null, separation: null, lr, gradNorm })
-      yield* emit({
-        _tag: "Step",
-        step,
-        totalSteps: c.steps,
-        loss,
-        lr,
-        gradNorm,
-        samplesPerSecond: (B * c.gradientAccumulation) / Math.max(1e-9, perStep),
-        etaSeconds: perStep * (c.steps - step)
-      })
-      if (c.evalEvery > 0 && step % c.evalEvery === 0) {
-        const backbone = makeToyBackbone(cfg, new Map([...ema].map(([k, t]) => [k, t])), { modifiers: [], name: "ema", identity: "ema" })
-        const e = yield* evaluate(backbone, { n: c.evalSamples, steps: c.evalSteps, guidance: c.evalGuidance, seed: 1000, world: c.world })
-        const evaluation: Evaluation = { oneObject: e.oneObject, twoObjects: e.twoObjects, ...(e.unnamed === undefined ? {} : { unnamed: e.unnamed }) }
-        // the samples themselves, enlarged, one row per group, for looking at progress
-        const perRow = Math.min(12, c.evalSamples)
-        const grid = column([row(e.images.slice(0, perRow)), row(e.images.slice(c.evalSamples, c.evalSamples + perRow))])
-        yield* writePng(path.join(options.out, `eval-${String(step).padStart(6, "0")}.png`), enlarge(grid, 3))
-        evaluations.push({ step, samples: samplesAt(step), seconds, backend: runtime.backend, evaluation })
-        yield* emit({ _tag: "Evaluated", step, evaluation })
-        // evaluation time counts neither into training seconds nor into the throughput
-        const after = yield* Clock.currentTimeMillis
-        runStart += after - t0
-        t0 = after
-      }
-      if (c.checkpointEvery > 0 && step % c.checkpointEvery === 0 && step < c.steps) {
-        const digest = yield* save(outFile)
-        yield* emit({ _tag: "CheckpointSaved", step, path: outFile, digest })
-      }
-    }
-    const digest = yield* save(outFile)
-    yield* emit({ _tag: "Finished", step, path: outFile, digest })
-  })
-
-  yield* loop.pipe(
-    Effect.onInterrupt(() => save(outFile).pipe(Effect.andThen(options.onInterrupted?.(step, outFile) ?? Effect.void), Effect.ignore)),
+      }),
+    save,
+    emit,
+    onInterrupted: options.onInterrupted
+  }).pipe(
     Effect.ensuring(Effect.sync(() => tf.dispose([...params.values(), ...ema.values(), ...opt.m.values(), ...opt.v.values()])))
   )
 })

@@ -20,6 +20,7 @@ import { ImageError, readImage } from "../image/Image.js"
 import { LossCalibrator } from "../loss/LossCalibrator.js"
 import { makeWeights } from "../nn/Weights.js"
 import { Optimizer, type OptimizerState, squaredNorm } from "../optim/Optimizer.js"
+import { type CheckpointEvent, NumericalError, runLoop, sumInOrder } from "./Loop.js"
 import { stream } from "../random/Rng.js"
 import { addNoise, trainingTarget } from "../schedule/NoiseSchedule.js"
 import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
@@ -68,20 +69,7 @@ export type TrainEvent =
     readonly separation: number | null
     readonly weight: number
   }
-  | { readonly _tag: "CheckpointSaved"; readonly step: number; readonly path: string; readonly digest: string }
-  | { readonly _tag: "Finished"; readonly step: number; readonly path: string; readonly digest: string }
-
-/** The loss or gradients stopped being finite: the step was not applied. */
-export class NumericalError extends Schema.TaggedError<NumericalError>()("NumericalError", {
-  step: Schema.Int,
-  quantity: Schema.String,
-  checkpoint: Schema.String,
-  fix: Schema.String
-}) {
-  override get message() {
-    return `step ${this.step}: ${this.quantity} is not finite; the last good state is in ${this.checkpoint}. Fix: ${this.fix}`
-  }
-}
+  | CheckpointEvent
 
 /** A checkpoint that belongs to another run than the one asked for. */
 export class ResumeMismatch extends Schema.TaggedError<ResumeMismatch>()("ResumeMismatch", {
@@ -123,6 +111,8 @@ export const train = (options: TrainOptions) =>
   Stream.callback<TrainEvent, TrainError, Backbone | AttentionProbe | LossCalibrator | Optimizer | Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
   )
+
+export { NumericalError }
 
 export type TrainError = ImageError | CheckpointError | NumericalError | ResumeMismatch | PromptError | OutOfMemory
 
@@ -307,105 +297,78 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
       return { value, grads, norms }
     })
 
-  const loop = Effect.gen(function*() {
-    const t0 = yield* Clock.currentTimeMillis
-    while (step < config.steps) {
-      // let the event loop run between steps: signal handlers (Ctrl-C) and other fibers get their turn
-      yield* Effect.yieldNow
-      const tStep = yield* Clock.currentTimeMillis
-      let acc: Array<tf.Tensor> | undefined
-      const values: Array<tf.Tensor> = []
-      const every = options.termGradientsEvery ?? 0
-      const measure = every > 0 && (step === startStep || (step + 1) % every === 0)
-      for (let a = 0; a < config.gradientAccumulation; a++) {
-        const { value, grads, norms } = yield* microBatch(step * config.gradientAccumulation + a, measure && a === 0)
-        if (norms !== undefined) {
-          const [base, bind, separation] = Array.from((yield* Effect.promise(() => norms.data())) as Float32Array)
-          norms.dispose()
-          const v = (yield* Effect.promise(() => value.data())) as Float32Array
-          // a term that is NaN (off, or no concept in the rows) has no gradient to speak of
-          yield* emit({
-            _tag: "TermGradients",
-            step: step + 1,
-            base: base!,
-            bind: Number.isNaN(v[2]!) ? null : bind!,
-            separation: Number.isNaN(v[3]!) ? null : separation!,
-            weight: calibrator.config.weight
-          })
+  const t0 = yield* Clock.currentTimeMillis
+  let tStep = t0
+  yield* runLoop<{ base: number; bind: number | null; separation: number | null }, TrainError, TensorRuntime>({
+    startStep,
+    totalSteps: config.steps,
+    checkpointEvery: config.checkpointEvery,
+    checkpoint: outFile,
+    numericalFix: "lower the learning rate, or check the input image and the regularisation images",
+    compute: (s) =>
+      Effect.gen(function*() {
+        tStep = yield* Clock.currentTimeMillis
+        const every = options.termGradientsEvery ?? 0
+        const measure = every > 0 && (s === startStep || (s + 1) % every === 0)
+        const parts: Array<Array<tf.Tensor>> = []
+        const values: Array<tf.Tensor> = []
+        for (let a = 0; a < config.gradientAccumulation; a++) {
+          const { value, grads, norms } = yield* microBatch(s * config.gradientAccumulation + a, measure && a === 0)
+          if (norms !== undefined) {
+            const [base, bind, separation] = Array.from((yield* Effect.promise(() => norms.data())) as Float32Array)
+            norms.dispose()
+            const v = (yield* Effect.promise(() => value.data())) as Float32Array
+            // a term that is NaN (off, or no concept in the rows) has no gradient to speak of
+            yield* emit({
+              _tag: "TermGradients",
+              step: s + 1,
+              base: base!,
+              bind: Number.isNaN(v[2]!) ? null : bind!,
+              separation: Number.isNaN(v[3]!) ? null : separation!,
+              weight: calibrator.config.weight
+            })
+          }
+          values.push(value)
+          parts.push(grads)
         }
-        values.push(value)
-        if (acc === undefined) acc = grads
-        else {
-          const next = acc.map((g, i) => tf.add(g, grads[i]!))
-          tf.dispose([...acc, ...grads])
-          acc = next
+        const grads = sumInOrder(parts)
+        // one read per step: the loss terms of every micro-batch and the squared gradient norm
+        const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(squaredNorm(grads), [1])]))
+        const read = (yield* Effect.promise(() => summary.data())) as Float32Array
+        tf.dispose([summary, ...values])
+        const accum = config.gradientAccumulation
+        const terms = (j: number) => Array.from({ length: accum }, (_, a) => read[4 * a + j]!)
+        const mean = (xs: Array<number>) => xs.reduce((sum, x) => sum + x, 0) / xs.length
+        const present = (xs: Array<number>) => xs.filter((x) => !Number.isNaN(x))
+        const binds = present(terms(2))
+        const seps = present(terms(3))
+        return {
+          grads,
+          loss: mean(terms(0)) * accum,
+          gradNorm: Math.sqrt(read[4 * accum]!),
+          extra: { base: mean(terms(1)), bind: binds.length > 0 ? mean(binds) : null, separation: seps.length > 0 ? mean(seps) : null }
         }
-      }
-      // one read per step: the loss terms of every micro-batch and the squared gradient norm
-      const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(squaredNorm(acc!), [1])]))
-      const read = (yield* Effect.promise(() => summary.data())) as Float32Array
-      tf.dispose([summary, ...values])
-      const accum = config.gradientAccumulation
-      const terms = (j: number) => Array.from({ length: accum }, (_, a) => read[4 * a + j]!)
-      const mean = (xs: Array<number>) => xs.reduce((s, x) => s + x, 0) / xs.length
-      const present = (xs: Array<number>) => xs.filter((x) => !Number.isNaN(x))
-      const loss = mean(terms(0)) * accum
-      const gradNorm = Math.sqrt(read[4 * accum]!)
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        tf.dispose(acc!)
-        const file = path.join(options.out, `checkpoint-step${step}.msgpack`)
-        yield* saveTo(file)
-        return yield* new NumericalError({
-          step: step + 1,
-          quantity: Number.isFinite(loss) ? "the gradient" : "the loss",
-          checkpoint: file,
-          fix: "lower the learning rate, or check the input image and the regularisation images"
-        })
-      }
-      const grads = new Map(names.map((n, i) => [n, acc![i]!]))
-      const updated = optimizer.step(params, grads, optState, lr)
-      tf.dispose(acc!)
-      updated.gradNorm.dispose()
-      params = updated.params
-      optState = updated.state
-      step++
-      const binds = present(terms(2))
-      const seps = present(terms(3))
-      const record: LossRecord = {
-        step,
-        loss,
-        base: mean(terms(1)),
-        bind: binds.length > 0 ? mean(binds) : null,
-        separation: seps.length > 0 ? mean(seps) : null,
-        lr,
-        gradNorm
-      }
-      history.push(record)
-      const now = yield* Clock.currentTimeMillis
-      const perStep = (now - t0) / 1000 / (step - startStep)
-      yield* emit({
-        _tag: "Step",
-        ...record,
-        totalSteps: config.steps,
-        stepSeconds: (now - tStep) / 1000,
-        etaSeconds: perStep * (config.steps - step)
-      })
-      if (config.checkpointEvery > 0 && step % config.checkpointEvery === 0 && step < config.steps) {
-        const digest = yield* saveTo(outFile)
-        yield* emit({ _tag: "CheckpointSaved", step, path: outFile, digest })
-      }
-    }
-    const digest = yield* saveTo(outFile)
-    yield* emit({ _tag: "Finished", step, path: outFile, digest })
-  })
-
-  yield* loop.pipe(
-    Effect.onInterrupt(() =>
-      saveTo(outFile).pipe(
-        Effect.andThen(options.onInterrupted?.(step, outFile) ?? Effect.void),
-        Effect.ignore
-      )
-    ),
+      }),
+    apply: (grads) =>
+      Effect.sync(() => {
+        const updated = optimizer.step(params, new Map(names.map((n, i) => [n, grads[i]!])), optState, lr)
+        updated.gradNorm.dispose()
+        params = updated.params
+        optState = updated.state
+      }),
+    after: (completed, c) =>
+      Effect.gen(function*() {
+        step = completed
+        const record: LossRecord = { step, loss: c.loss, ...c.extra, lr, gradNorm: c.gradNorm }
+        history.push(record)
+        const now = yield* Clock.currentTimeMillis
+        const perStep = (now - t0) / 1000 / (step - startStep)
+        yield* emit({ _tag: "Step", ...record, totalSteps: config.steps, stepSeconds: (now - tStep) / 1000, etaSeconds: perStep * (config.steps - step) })
+      }),
+    save: saveTo,
+    emit,
+    onInterrupted: options.onInterrupted
+  }).pipe(
     Effect.ensuring(Effect.sync(() => {
       tf.dispose([...params.values(), ...optState.m.values(), ...optState.v.values()])
     }))

@@ -9,6 +9,7 @@
  * broadcasting products are reshaped where that is free, else left to the original kernel.
  */
 import { tf } from "@disendiff/core"
+import { matMulFlops, withThreadsFor } from "./Pool.js"
 
 type TensorInfo = ReturnType<tf.KernelFunc> extends infer R ? Exclude<R, Array<unknown>> : never
 
@@ -43,7 +44,7 @@ export const installFastBatchMatMul = (): void => {
     const batchA = a.shape.slice(0, -2).reduce((x, y) => x * y, 1)
     const batchB = b.shape.slice(0, -2).reduce((x, y) => x * y, 1)
     if (transposeA || transposeB || a.dtype !== "float32" || batchA === 1 || (batchB !== 1 && batchB !== batchA)) {
-      return original.kernelFunc(args)
+      return withThreadsFor(backend.wasm, matMulFlops(a, b, args.attrs as Record<string, unknown>), () => original.kernelFunc(args))
     }
     let matmul = matmuls.get(backend.wasm)
     if (matmul === undefined) {
@@ -67,7 +68,7 @@ export const installFastBatchMatMul = (): void => {
       // one right-hand matrix for every slice: a single [batch*M, K] x [K, N] product
       const aId = view(aInfo.memoryOffset, batchA * M * K)
       const oId = view(oInfo.memoryOffset, batchA * M * N)
-      matmul(aId, shapeBytes([1, batchA * M, K]), 3, bInfo.id, shapeBytes([1, K, N]), 3, false, false, oId)
+      withThreadsFor(backend.wasm, 2 * batchA * M * K * N, () => matmul(aId, shapeBytes([1, batchA * M, K]), 3, bInfo.id, shapeBytes([1, K, N]), 3, false, false, oId))
       disposeData(aId)
       disposeData(oId)
       return out
@@ -77,7 +78,7 @@ export const installFastBatchMatMul = (): void => {
       const aId = view(aInfo.memoryOffset + 4 * i * M * K, M * K)
       const bId = view(bInfo.memoryOffset + 4 * i * K * N, K * N)
       const oId = view(oInfo.memoryOffset + 4 * i * M * N, M * N)
-      matmul(aId, as, 3, bId, bs, 3, false, false, oId)
+      withThreadsFor(backend.wasm, 2 * M * K * N, () => matmul(aId, as, 3, bId, bs, 3, false, false, oId))
       disposeData(aId)
       disposeData(bId)
       disposeData(oId)

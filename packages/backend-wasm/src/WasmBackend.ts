@@ -23,6 +23,7 @@ import * as path from "node:path"
 import { installFastBatchMatMul } from "./BatchMatMul.js"
 import { installFastKernels } from "./Kernels.js"
 import { maxThreads, startModule, unrefThreads } from "./Module.js"
+import { installPoolSwitch, installThreadedKernels, threadsOf } from "./Pool.js"
 
 /** Default limit: the 4 GiB heap less room for XNNPACK's own buffers and the code itself. */
 export const defaultLimitBytes = 3.5 * 2 ** 30
@@ -63,6 +64,7 @@ const startBackend = async (threads: number): Promise<void> => {
     wasm.setThreadsCount(threads)
     const backend = new wasm.BackendWasm(module as never)
     unrefThreads(module)
+    installPoolSwitch(module, threads)
     tf.registerBackend("wasm", () => backend, 2)
   }
   running = { threads }
@@ -78,13 +80,14 @@ export const make = (options: Options = {}): Layer.Layer<TensorRuntime> =>
       await tf.setBackend("wasm")
       installFastBatchMatMul()
       installFastKernels()
+      installThreadedKernels()
       const module = (tf.backend() as unknown as { wasm: WasmModule }).wasm
       const guard = installGuard(module)
       guard.limitBytes = options.limitBytes ?? defaultLimitBytes
       return TensorRuntime.of({
         backend: "wasm",
         syncReads: true,
-        threads: wasm.getThreadsCount(),
+        threads: threadsOf(module),
         memory: () => ({
           liveBytes: guard.liveBytes,
           peakBytes: guard.peakBytes,

@@ -1,66 +1,129 @@
 /**
- * `disendiff bench`: timing of a diffusers UNet (`--model DIR`), or the whole suite (`--suite`, what
- * `npm run bench` runs), which writes bench/results/<date>.json and regenerates the table in
- * docs/benchmarks.md between its markers.
+ * `disendiff bench`: timing of a diffusers UNet (`--model DIR`: a full folder, its unet/ subfolder or
+ * a UNet-only folder), optionally at 1, 2, 4, ... threads (`--scaling`), or the whole suite
+ * (`--suite`, what `npm run bench` runs), which writes bench/results/<date>-<backend>.json and
+ * regenerates the tables in docs/benchmarks.md between their markers.
  */
 import { Bench, BenchSuite } from "@disendiff/core"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
+import { fileURLToPath } from "node:url"
+import { backendLayer, backendNames, defaultThreads, threadsFlag } from "../Backends.js"
 import { UsageError } from "../Errors.js"
 
 const begin = "<!-- bench:begin -->"
 const end = "<!-- bench:end -->"
 
-const runSuite = (fixtures: string, runs: number, backend: string) =>
+const machine = () => `${os.cpus().length} vCPU ${os.cpus()[0]?.model ?? ""}, Node ${process.version}`
+
+/** `disendiff demo --threads N` in a child process, timed from start to exit (the demo's own output discarded). */
+const demoSeconds = (threads: number) =>
+  Effect.promise(async () => {
+    const out = await fs.mkdtemp(path.join(os.tmpdir(), "disendiff-bench-demo-"))
+    const bin = fileURLToPath(new URL("../bin.js", import.meta.url))
+    const t0 = performance.now()
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, "demo", "--out", out, "--threads", String(threads), "--json"], { stdio: ["ignore", "ignore", "inherit"] })
+      child.on("error", reject)
+      child.on("close", resolve)
+    })
+    const seconds = (performance.now() - t0) / 1000
+    await fs.rm(out, { recursive: true, force: true })
+    if (code !== 0) throw new Error(`the timed demo exited with code ${code}`)
+    return seconds
+  })
+
+const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; conditions: Option.Option<string> }) =>
   Effect.gen(function*() {
-    const results = yield* BenchSuite.runSuite(fixtures, { runs, onCase: (name) => Effect.sync(() => process.stderr.write(`bench: ${name}\n`)) })
+    const wasm = f.backend === "wasm"
+    const results = yield* BenchSuite.runSuite(f.fixtures, {
+      runs: f.runs,
+      onCase: (name) => Effect.sync(() => process.stderr.write(`bench: ${name}\n`)),
+      ...(wasm
+        ? {
+          threads: f.threads,
+          withThreads: (n: number) => Effect.provide(backendLayer("wasm", { threads: n })),
+          scaling: f.scaling ? BenchSuite.scalingCounts(f.threads) : []
+        }
+        : {}),
+      ...(f.demo ? { demoSeconds: demoSeconds(f.threads) } : {})
+    })
     const date = new Date().toISOString().slice(0, 10)
-    const machine = `${os.cpus().length} vCPU ${os.cpus()[0]?.model ?? ""}, Node ${process.version}`
+    const meta = { date, backend: f.backend, machine: machine(), threads: wasm ? f.threads : 1, ...(Option.isSome(f.conditions) ? { conditions: f.conditions.value } : {}) }
+    const table = BenchSuite.markdownTable(results, meta)
     yield* Effect.promise(async () => {
       await fs.mkdir("bench/results", { recursive: true })
-      await fs.writeFile(path.join("bench/results", `${date}-${backend}.json`), JSON.stringify({ date, machine, backend, results }, null, 2))
+      await fs.writeFile(path.join("bench/results", `${date}-${f.backend}.json`), JSON.stringify({ ...meta, results }, null, 2))
       const docs = "docs/benchmarks.md"
-      const table = BenchSuite.markdownTable(results, { date, backend, machine })
       const text = await fs.readFile(docs, "utf8").catch(() => `# Benchmarks\n\n${begin}\n${end}\n`)
       const [before, rest] = text.split(begin)
       const after = rest?.split(end)[1] ?? ""
       await fs.writeFile(docs, `${before}${begin}\n${table}\n${end}${after}`)
     })
-    yield* Console.log(BenchSuite.markdownTable(results, { date, backend, machine }))
+    yield* Console.log(table)
   })
 
 export const bench = Command.make(
   "bench",
   {
-    model: Flag.String("model").pipe(Flag.withDescription("a diffusers folder (or its unet/ subfolder) to time"), Flag.optional),
+    model: Flag.String("model").pipe(Flag.withDescription("a diffusers folder, its unet/ subfolder, or a UNet-only folder (config.json + weights) to time"), Flag.optional),
     batch: Flag.Int("batch").pipe(Flag.withDescription("batch size"), Flag.withDefault(2)),
     size: Flag.String("size").pipe(Flag.withDescription("latent size HxW"), Flag.withDefault("16x16")),
     grads: Flag.Literals("grads", ["kv", "all"]).pipe(Flag.withDescription("kv: attn2 to_k/to_v and the conditioning; all: every parameter"), Flag.withDefault("kv" as const)),
-    runs: Flag.Int("runs").pipe(Flag.withDescription("timed runs after the warm-up (median reported)"), Flag.withDefault(5)),
+    runs: Flag.Int("runs").pipe(Flag.withDescription("timed runs after the warm-up (median and minimum reported)"), Flag.withDefault(5)),
     backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
     threads: threadsFlag,
+    scaling: Flag.Boolean("scaling").pipe(Flag.withDescription("also time 1, 2, 4, ... threads up to --threads (wasm): the scaling table"), Flag.withDefault(false)),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON object"), Flag.withDefault(false)),
-    suite: Flag.Boolean("suite").pipe(Flag.withDescription("run the benchmark suite and update docs/benchmarks.md"), Flag.withDefault(false)),
+    suite: Flag.Boolean("suite").pipe(Flag.withDescription("run the benchmark suite (with --scaling) and update docs/benchmarks.md"), Flag.withDefault(false)),
+    skipDemo: Flag.Boolean("skip-demo").pipe(Flag.withDescription("suite: do not time the full demo (minutes)"), Flag.withDefault(false)),
+    conditions: Flag.String("conditions").pipe(Flag.withDescription("suite: what else ran on the machine, written beside the tables"), Flag.optional),
     fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny"))
   },
   (f) =>
     Effect.gen(function*() {
-      if (f.suite) return yield* runSuite(f.fixtures, f.runs, f.backend)
-      if (Option.isNone(f.model)) return yield* new UsageError({ message: "give --model DIR (a diffusers folder) or --suite" })
+      const threads = Option.getOrElse(f.threads, defaultThreads)
+      if (f.scaling && f.backend !== "wasm") return yield* new UsageError({ message: `--scaling times the wasm backend's threads; --backend ${f.backend} sizes its own` })
+      if (f.suite) {
+        return yield* runSuite({ fixtures: f.fixtures, runs: f.runs, backend: f.backend, threads, scaling: f.scaling || f.backend === "wasm", demo: !f.skipDemo, conditions: f.conditions }).pipe(
+          Effect.provide(backendLayer(f.backend, { threads }))
+        )
+      }
+      if (Option.isNone(f.model)) return yield* new UsageError({ message: "give --model DIR (a diffusers folder, its unet/ subfolder or a UNet-only folder) or --suite" })
+      const model = f.model.value
       const size = /^(\d+)x(\d+)$/.exec(f.size)
       if (size === null) return yield* new UsageError({ message: `--size must be HxW, e.g. 16x16 (got ${f.size})` })
-      const { cfg, weights, contextDim } = yield* BenchSuite.loadUnet(f.model.value)
-      const r = yield* Bench.benchUnet(cfg, weights, { batch: f.batch, height: Number(size[1]), width: Number(size[2]), grads: f.grads, runs: f.runs, contextDim })
-      if (f.json) return yield* Console.log(JSON.stringify(r))
-      yield* Console.log(
-        `${f.model.value} (${r.parameters} parameters) on ${r.backend}, batch ${f.batch}, ${f.size}, grads ${f.grads}:\n` +
-          `  forward ${r.forwardSeconds.toFixed(4)} s (${r.forwardGflops.toFixed(1)} GFLOP/s)\n` +
-          `  forward+backward ${r.forwardBackwardSeconds.toFixed(4)} s (${r.forwardBackwardGflop.toFixed(2)} GFLOP, ${r.gflops.toFixed(1)} GFLOP/s)\n` +
-          `  plain matMul ${r.matmulGflops.toFixed(1)} GFLOP/s; peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`
-      )
-    }).pipe(Effect.provide(backendLayer(f.backend, { threads: f.threads })))
-).pipe(Command.withDescription("time UNet forward and backward passes, or run the benchmark suite"))
+      const options = { batch: f.batch, height: Number(size[1]), width: Number(size[2]), grads: f.grads, runs: f.runs }
+      const once = (n: number | undefined) =>
+        Effect.gen(function*() {
+          const { cfg, weights, contextDim } = yield* BenchSuite.loadUnet(model)
+          const r = yield* Bench.benchUnet(cfg, weights, { ...options, contextDim })
+          for (const t of weights.values()) t.dispose()
+          return r
+        }).pipe(Effect.provide(backendLayer(f.backend, { threads: n })))
+      const counts = f.scaling ? BenchSuite.scalingCounts(threads) : [Option.getOrUndefined(f.threads)]
+      const results = []
+      for (const n of counts) results.push(yield* once(n))
+      if (f.json) return yield* Console.log(JSON.stringify(f.scaling ? { scaling: results } : results[0]))
+      const min = (xs: ReadonlyArray<number>) => Math.min(...xs)
+      for (const r of results) {
+        yield* Console.log(
+          `${model} (${r.parameters} parameters) on ${r.backend}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, batch ${f.batch}, ${f.size}, grads ${f.grads}:\n` +
+            `  forward ${r.forwardSeconds.toFixed(4)} s (${r.forwardGflops.toFixed(1)} GFLOP/s)\n` +
+            `  forward+backward ${r.forwardBackwardSeconds.toFixed(4)} s, min ${min(r.forwardBackwardRuns).toFixed(4)} s (${r.forwardBackwardGflop.toFixed(2)} GFLOP, ${r.gflops.toFixed(1)} GFLOP/s)\n` +
+            `  plain matMul ${r.matmulGflops.toFixed(1)} GFLOP/s; peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`
+        )
+      }
+      if (f.scaling) {
+        const one = results.find((r) => r.threads === 1)!
+        yield* Console.log("\nthreads | forward s | fwd+bwd s (median / min) | speed-up over 1 thread (min)")
+        for (const r of results) {
+          yield* Console.log(`${String(r.threads).padStart(7)} | ${r.forwardSeconds.toFixed(4).padStart(9)} | ${r.forwardBackwardSeconds.toFixed(4)} / ${min(r.forwardBackwardRuns).toFixed(4)} | ${(min(one.forwardBackwardRuns) / min(r.forwardBackwardRuns)).toFixed(2)}x`)
+        }
+      }
+    })
+).pipe(Command.withDescription("time UNet forward and backward passes (at several thread counts with --scaling), or run the benchmark suite"))

@@ -14,7 +14,7 @@ import { Backbone } from "../backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
 import { Checkpoints } from "../checkpoint/Checkpoints.js"
 import { encodePng } from "../image/Image.js"
-import { readDiffusersFolder, UNetConfig } from "../io/DiffusersFolder.js"
+import { readUnetFolder, UNetConfig } from "../io/DiffusersFolder.js"
 import { readSafetensors, writeSafetensors } from "../io/Safetensors.js"
 import { LossCalibrator, officialCalibration } from "../loss/LossCalibrator.js"
 import { unetConfig } from "../models/Configs.js"
@@ -22,24 +22,23 @@ import { canonicalName, toTensor } from "../models/Convert.js"
 import { defaultToySize, initToyParameters, toyModelConfig } from "../models/ToyModel.js"
 import { Optimizer, torchAdamW } from "../optim/Optimizer.js"
 import { sample } from "../sampling/Sampler.js"
-import { TensorRuntime } from "../tensor/TensorRuntime.js"
+import { type BackendUnavailable, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { defaultTrainConfig } from "../training/TrainConfig.js"
 import { train } from "../training/Trainer.js"
 import { conceptImage } from "../world/ConceptImage.js"
 import { benchUnet, median, randomUnetWeights, type UnetBenchOptions, type UnetBenchResult } from "./Bench.js"
 
-/** The UNet of a diffusers folder (`dir` or `dir/unet`) in our layout. */
+/** The UNet of a diffusers folder (`dir`, `dir/unet`, or a UNet-only folder) in our layout. */
 export const loadUnet = Effect.fn("Bench.loadUnet")(function*(dir: string) {
-  const root = path.basename(path.resolve(dir)) === "unet" ? path.dirname(path.resolve(dir)) : dir
-  const folder = yield* readDiffusersFolder(root)
-  const stored = yield* readSafetensors(folder.unet.weights)
+  const unet = yield* readUnetFolder(dir)
+  const stored = yield* readSafetensors(unet.weights)
   const weights = new Map<string, tf.Tensor>()
   for (const [name, t] of stored) {
     const c = canonicalName(name)
     weights.set(c, toTensor(c, { shape: t.shape, data: Float32Array.from(t.data) }))
   }
-  return { cfg: unetConfig(folder.unet.config), weights, contextDim: folder.textEncoder.config.hidden_size }
+  return { cfg: unetConfig(unet.config), weights, contextDim: unet.contextDim }
 })
 
 /** The medium UNet of the PyTorch reference timing (about 35M parameters). */
@@ -63,7 +62,19 @@ export interface CaseResult {
   readonly target?: string
   /** The PyTorch reference: forward and forward+backward (all grads), minimum over runs. */
   readonly torch?: { readonly forwardSeconds: number; readonly forwardBackwardSeconds: number }
+  /** The same case (all gradients) at other thread counts: the scaling table. */
+  readonly scaling?: ReadonlyArray<UnetBenchResult>
 }
+
+/**
+ * How the suite gets a backend with a given thread count (the CLI's wasm layer); absent: the provided
+ * backend only, no scaling table.
+ */
+export type WithThreads = (threads: number) => <A, E>(effect: Effect.Effect<A, E, TensorRuntime>) => Effect.Effect<A, E | BackendUnavailable>
+
+/** Thread counts of a scaling table: 1, 2, 4, 8 up to `max`, and `max` itself. */
+export const scalingCounts = (max: number): ReadonlyArray<number> =>
+  [...new Set([1, 2, 4, 8].filter((n) => n <= max).concat(max))].sort((a, b) => a - b)
 
 const torchTiming = async (fixtures: string, key: string) => {
   try {
@@ -126,37 +137,78 @@ const builtinStep = (runs: number) =>
     return { stepSeconds, sampleSeconds: sampled }
   })
 
-export const runSuite = (fixtures: string, o: { readonly runs: number; readonly onCase?: (name: string) => Effect.Effect<void> }) =>
+export interface SuiteOptions {
+  readonly runs: number
+  readonly onCase?: (name: string) => Effect.Effect<void>
+  /** Thread counts for the scaling table (with `withThreads`). */
+  readonly scaling?: ReadonlyArray<number>
+  readonly withThreads?: WithThreads
+  /** The thread count of the main table and the built-in model's rows (with `withThreads`). */
+  readonly threads?: number
+  /** Times the full demo (the CLI runs `disendiff demo` in a child process); absent: not timed. */
+  readonly demoSeconds?: Effect.Effect<number>
+}
+
+export const runSuite = (fixtures: string, o: SuiteOptions) =>
   Effect.gen(function*() {
     const results: Array<CaseResult> = []
-    const unetCase = (name: string, description: string, load: Effect.Effect<{ cfg: typeof mediumUnet; weights: Map<string, tf.Tensor>; contextDim: number }, unknown, TensorRuntime>, opts: Omit<UnetBenchOptions, "grads" | "runs" | "contextDim">, torchKey: string) =>
+    // the backend restarts for each thread count: every case provides its own
+    const atDefault = <A, E>(effect: Effect.Effect<A, E, TensorRuntime>): Effect.Effect<A, E | BackendUnavailable, TensorRuntime> =>
+      o.withThreads !== undefined && o.threads !== undefined ? o.withThreads(o.threads)(effect) : effect
+    type Load = Effect.Effect<{ cfg: typeof mediumUnet; weights: Map<string, tf.Tensor>; contextDim: number }, unknown, TensorRuntime>
+    const unetCase = (name: string, description: string, load: Load, opts: Omit<UnetBenchOptions, "grads" | "runs" | "contextDim">, torchKey: string) =>
       Effect.gen(function*() {
         if (o.onCase !== undefined) yield* o.onCase(name)
-        const { cfg, weights, contextDim } = yield* load
         const torch = yield* Effect.promise(() => torchTiming(fixtures, torchKey))
-        for (const grads of ["all", "kv"] as const) {
-          const r = yield* benchUnet(cfg, weights, { ...opts, grads, runs: o.runs, contextDim })
-          results.push({ name: `${name} (${grads})`, description, unet: { ...r, batch: opts.batch, size: `${opts.height}x${opts.width}`, grads }, ...(torch === undefined ? {} : { torch }) })
+        const once = (grads: "all" | "kv") =>
+          Effect.gen(function*() {
+            const { cfg, weights, contextDim } = yield* load
+            const r = yield* benchUnet(cfg, weights, { ...opts, grads, runs: o.runs, contextDim })
+            tf.dispose([...weights.values()])
+            return r
+          })
+        const scaling: Array<UnetBenchResult> = []
+        if (o.withThreads !== undefined) {
+          for (const n of o.scaling ?? []) {
+            if (o.onCase !== undefined) yield* o.onCase(`${name} on ${n} thread${n === 1 ? "" : "s"}`)
+            scaling.push(yield* o.withThreads(n)(once("all")))
+          }
         }
-        tf.dispose([...weights.values()])
+        for (const grads of ["all", "kv"] as const) {
+          const r = yield* atDefault(once(grads))
+          results.push({
+            name: `${name} (${grads})`,
+            description,
+            unet: { ...r, batch: opts.batch, size: `${opts.height}x${opts.width}`, grads },
+            ...(torch === undefined ? {} : { torch }),
+            ...(grads === "all" && scaling.length > 0 ? { scaling } : {})
+          })
+        }
       })
     yield* unetCase("fixture A", "sd-tiny config A, 1.1M parameters", loadUnet(path.join(fixtures, "A")), { batch: 2, height: 16, width: 16 }, "A_16x16_b2")
     yield* unetCase("medium", "128/256/256, 2 layers per block, 8 heads, 34.9M parameters", Effect.sync(() => ({ cfg: mediumUnet, weights: randomUnetWeights(mediumUnet, 256), contextDim: 256 })), { batch: 2, height: 32, width: 32 }, "medium_32x32_b2")
     if (o.onCase !== undefined) yield* o.onCase("built-in model")
-    const builtin = yield* builtinStep(o.runs)
+    const builtin = yield* atDefault(builtinStep(o.runs))
     results.push({ name: "built-in personalisation step", description: "batch 8, official calibration, AdamW", seconds: builtin.stepSeconds, target: "0.5 s" })
     results.push({ name: "built-in 50-step guided sample", description: "one 32x32 image, DDIM 50 steps, guidance 4", seconds: builtin.sampleSeconds, target: "2 s" })
+    if (o.demoSeconds !== undefined) {
+      if (o.onCase !== undefined) yield* o.onCase("full demo")
+      results.push({ name: "full demo", description: "`disendiff demo`, built-in model, the plan's seed", seconds: yield* o.demoSeconds })
+    }
     return results
   })
 
 const f3 = (x: number) => (x < 0.01 ? x.toExponential(2) : x.toFixed(3))
 
-/** The markdown table for docs/benchmarks.md. */
-export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readonly date: string; readonly backend: string; readonly machine: string }) => {
+const minOf = (xs: ReadonlyArray<number>) => Math.min(...xs)
+
+/** The markdown tables for docs/benchmarks.md. */
+export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readonly date: string; readonly backend: string; readonly machine: string; readonly threads: number; readonly conditions?: string }) => {
   const lines = [
-    `Measured ${meta.date} on ${meta.machine}, backend ${meta.backend} (\`npm run bench\`; raw numbers in bench/results/).`,
+    `Measured ${meta.date} on ${meta.machine}, backend ${meta.backend}, ${meta.threads} thread${meta.threads === 1 ? "" : "s"} (\`npm run bench\`; raw numbers in bench/results/).` +
+    (meta.conditions === undefined ? "" : ` ${meta.conditions}`),
     "",
-    "| case | batch | latent | grads | forward s | fwd+bwd s | GFLOP fwd+bwd | GFLOP/s | matMul GFLOP/s | fraction of matMul | PyTorch fwd / fwd+bwd s | ours / PyTorch fwd, fwd+bwd | peak MiB |",
+    "| case | batch | latent | grads | forward s | fwd+bwd s (median / min) | GFLOP fwd+bwd | GFLOP/s | matMul GFLOP/s | fraction of matMul | PyTorch fwd / fwd+bwd s | ours / PyTorch fwd, fwd+bwd (min / min) | peak MiB |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
   ]
   for (const r of results) {
@@ -164,11 +216,30 @@ export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readon
     const u = r.unet
     const ratio = r.torch === undefined || u.grads !== "all"
       ? "-"
-      : `${(u.forwardSeconds / r.torch.forwardSeconds).toFixed(2)}x, ${(u.forwardBackwardSeconds / r.torch.forwardBackwardSeconds).toFixed(2)}x`
+      : `${(minOf(u.forwardRuns) / r.torch.forwardSeconds).toFixed(2)}x, ${(minOf(u.forwardBackwardRuns) / r.torch.forwardBackwardSeconds).toFixed(2)}x`
     const torch = r.torch === undefined ? "-" : `${f3(r.torch.forwardSeconds)} / ${f3(r.torch.forwardBackwardSeconds)}`
     lines.push(
-      `| ${r.name} | ${u.batch} | ${u.size} | ${u.grads} | ${f3(u.forwardSeconds)} | ${f3(u.forwardBackwardSeconds)} | ${u.forwardBackwardGflop.toFixed(2)} | ${u.gflops.toFixed(1)} | ${u.matmulGflops.toFixed(1)} | ${(u.gflops / u.matmulGflops).toFixed(2)} | ${torch} | ${ratio} | ${(u.peakBytes / 2 ** 20).toFixed(0)} |`
+      `| ${r.name} | ${u.batch} | ${u.size} | ${u.grads} | ${f3(u.forwardSeconds)} | ${f3(u.forwardBackwardSeconds)} / ${f3(minOf(u.forwardBackwardRuns))} | ${u.forwardBackwardGflop.toFixed(2)} | ${u.gflops.toFixed(1)} | ${u.matmulGflops.toFixed(1)} | ${(u.gflops / u.matmulGflops).toFixed(2)} | ${torch} | ${ratio} | ${(u.peakBytes / 2 ** 20).toFixed(0)} |`
     )
+  }
+  const scaled = results.filter((r) => r.scaling !== undefined && r.scaling.length > 0)
+  if (scaled.length > 0) {
+    lines.push(
+      "",
+      "Thread scaling (all gradients; speed-up and ratio from the minimum fwd+bwd over the runs, as the PyTorch reference's):",
+      "",
+      "| case | threads | forward s | fwd+bwd s (median / min) | speed-up over 1 thread | matMul GFLOP/s | ours / PyTorch (2 threads) fwd+bwd |",
+      "|---|---|---|---|---|---|---|"
+    )
+    for (const r of scaled) {
+      const one = r.scaling!.find((s) => s.threads === 1)
+      for (const s of r.scaling!) {
+        const best = minOf(s.forwardBackwardRuns)
+        const speedup = one === undefined ? "-" : `${(minOf(one.forwardBackwardRuns) / best).toFixed(2)}x`
+        const ratio = r.torch === undefined ? "-" : `${(best / r.torch.forwardBackwardSeconds).toFixed(2)}x`
+        lines.push(`| ${r.name.replace(/ \(all\)$/, "")} | ${s.threads} | ${f3(s.forwardSeconds)} | ${f3(s.forwardBackwardSeconds)} / ${f3(best)} | ${speedup} | ${s.matmulGflops.toFixed(1)} | ${ratio} |`)
+      }
+    }
   }
   lines.push("", "| built-in model | seconds | target |", "|---|---|---|")
   for (const r of results) if (r.seconds !== undefined) lines.push(`| ${r.name} (${r.description}) | ${r.seconds.toFixed(3)} | ${r.target ?? "-"} |`)

@@ -391,6 +391,21 @@ const findTokenizer = (root: string) =>
 const mismatch = (file: string, key: string, value: unknown, why: string) =>
   new ModelError({ path: file, reason: `"${key}": ${JSON.stringify(value)} ${why}`, fix: modelFix })
 
+/**
+ * Only the UNet of a diffusers folder (what `bench` times): `dir/unet/`, or `dir` itself when it holds
+ * the UNet's config.json (a UNet-only folder). Config parsed and checked, weights located; the other
+ * components are neither needed nor read. The cross-attention width stands in for the text encoder's.
+ */
+export const readUnetFolder = Effect.fn("DiffusersFolder.readUnet")(function*(dir: string) {
+  const resolved = path.resolve(dir)
+  const own = yield* exists(path.join(resolved, "config.json"))
+  const [root, component] = own ? [path.dirname(resolved), path.basename(resolved)] : [resolved, "unet"]
+  const file = path.join(root, component, "config.json")
+  const config = yield* readConfig(file, Schema.decodeUnknownEffect(UNetConfig), unetChecks)
+  const contextDim = perBlock(config.cross_attention_dim, config.down_block_types.length)[0]!
+  return { config, weights: yield* findWeights(root, component, "diffusion_pytorch_model"), contextDim }
+})
+
 /** Opens and validates a diffusers-layout Stable Diffusion folder (configs parsed, weights located). */
 export const readDiffusersFolder = Effect.fn("DiffusersFolder.read")(function*(dir: string) {
   const root = path.resolve(dir)

@@ -3,14 +3,16 @@
  * tested is the machinery: events, files, metrics.json's keys and ranges, the report), on wasm.
  */
 import { WasmBackend } from "@disendiff/backend-wasm"
-import { readImage, ToyBackbone } from "@disendiff/core"
-import { type DemoEvent, type DemoMetrics, demoPlan, GROUPS, METHODS, run } from "@disendiff/core/demo"
+import { readImage } from "@disendiff/core"
+import { ToyBackbone } from "@disendiff/builtin"
+import { type DemoEvent, type DemoMetrics, demoPlan, GROUPS, METHODS, run } from "@disendiff/builtin/demo"
 import { assert, describe, it } from "@effect/vitest"
 import { beforeAll } from "vitest"
 import { Effect, Exit, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { tempDir, writeToyWeights } from "../packages/core/test/fixtures.js"
+import { tempDir } from "../packages/core/test/fixtures.js"
+import { writeToyWeights } from "../packages/builtin/test/fixtures.js"
 
 /** The demo's plan with tiny work: every prompt, one seed, two sampling steps, two training steps. */
 const tinyPlan = () => {

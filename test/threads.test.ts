@@ -6,7 +6,8 @@
  * Through the CLI: `sample` and `train` write the same bytes with `--threads 1` and `--threads 2`.
  */
 import { WasmBackend } from "@disendiff/backend-wasm"
-import { Bench, BenchSuite, encodePng, TensorRuntime, tf } from "@disendiff/core"
+import { Bench, encodePng, TensorRuntime, tf } from "@disendiff/core"
+import { BenchSuite } from "@disendiff/builtin"
 import { Effect } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"

@@ -4,11 +4,13 @@
  * the wrong size or format, a missing weights file) fails before any training with a message that
  * names the input and the fix.
  */
-import { encodePng, World } from "@disendiff/core"
+import { encodePng } from "@disendiff/core"
+import { World } from "@disendiff/builtin"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { tempDir, writeToyWeights } from "../packages/core/test/fixtures.js"
+import { tempDir } from "../packages/core/test/fixtures.js"
+import { writeToyWeights } from "../packages/builtin/test/fixtures.js"
 import { disendiff } from "./cli.js"
 
 let dir = ""

@@ -2,7 +2,7 @@
  * How the demo's events reach the terminal: one JSON object per line (`--json`), a live bar with the
  * current phase and the time left on a TTY, or plain lines every few seconds otherwise (logs, CI).
  */
-import type { DemoEvent } from "@disendiff/core/demo"
+import type { DemoEvent } from "@disendiff/builtin/demo"
 import { SingleBar } from "cli-progress"
 import { Effect } from "effect"
 import { formatSeconds } from "./Progress.js"

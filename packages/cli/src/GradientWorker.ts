@@ -4,7 +4,8 @@
  * Started by GradientWorkerPool; the thread's `workerData` is `{ config, backend, threads }` (threads of
  * this worker's own wasm backend).
  */
-import { type BackendName, MicroBatch, type PretrainConfig, tf } from "@disendiff/core"
+import { type BackendName, tf } from "@disendiff/core"
+import { MicroBatch, type PretrainConfig } from "@disendiff/builtin"
 import { Effect, ManagedRuntime } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { backendLayer } from "./Backends.js"

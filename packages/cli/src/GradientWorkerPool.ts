@@ -3,7 +3,8 @@
  * computes two micro-batches at once. Worker k takes micro-batches k, k + n, ...; results come back in
  * micro-batch order and are summed in that order, so a run is bit-identical with any number of workers.
  */
-import { type BackendName, GradientWorkerError, type HostTensor, MicroBatch, OutOfMemory, type PretrainConfig } from "@disendiff/core"
+import { type BackendName, type HostTensor, OutOfMemory } from "@disendiff/core"
+import { GradientWorkerError, MicroBatch, type PretrainConfig } from "@disendiff/builtin"
 import { Effect } from "effect"
 import { Worker } from "node:worker_threads"
 import type { WorkerReply, WorkerRequest } from "./GradientWorker.js"

@@ -1,5 +1,7 @@
 /**
  * @disendiff/core: DisenDiff personalisation of text-to-image diffusion models, as Effect services.
+ * Every module is also importable by path (`@disendiff/core/training/Loop.js`) for building backbones
+ * such as `@disendiff/builtin`'s.
  */
 export { registerGradients, tf } from "./tensor/Tf.js"
 export * from "./tensor/TensorRuntime.js"
@@ -29,23 +31,13 @@ export { NumericalError, ResumeMismatch, type TrainError, type TrainEvent } from
 export * as Safetensors from "./io/Safetensors.js"
 export * as DiffusersFolder from "./io/DiffusersFolder.js"
 export { type CheckRow, checkFixtures, compare as compareFixture } from "./parity/FixtureCheck.js"
-export * as ToyBackbone from "./backbone/ToyBackbone.js"
-export * as ToyModel from "./models/ToyModel.js"
-export * as World from "./world/index.js"
-export * as Pretraining from "./pretraining/Pretrain.js"
-export * as MicroBatch from "./pretraining/MicroBatch.js"
-export { GradientWorkerError } from "./pretraining/MicroBatch.js"
-export { defaultPretrainConfig, learningRateAt, PretrainConfig } from "./pretraining/PretrainConfig.js"
-export type { PretrainError, PretrainEvent } from "./pretraining/Pretrain.js"
-export * as BuiltinEvaluation from "./pretraining/Evaluate.js"
 export * as ClipTokenizer from "./tokenizer/ClipTokenizer.js"
 export * as ClipVocabulary from "./tokenizer/ClipVocabulary.js"
 export * as StableDiffusion from "./backbone/StableDiffusion.js"
 export * as CustomDiffusion from "./interop/CustomDiffusion.js"
 export * as Heatmap from "./image/Heatmap.js"
+export * as ImageAttention from "./attention/ImageAttention.js"
+export * as Loop from "./training/Loop.js"
 export { resize } from "./image/Resize.js"
 export * as Bench from "./bench/Bench.js"
-export * as BenchSuite from "./bench/Suite.js"
-export * as BuiltinGate from "./pretraining/Gate.js"
-export * as RecipeSearch from "./pretraining/RecipeSearch.js"
 export * as HostTensors from "./checkpoint/HostTensors.js"

@@ -2,12 +2,7 @@
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
 import { encodePng, type RgbImage } from "../src/image/Image.js"
-import { writeSafetensors } from "../src/io/Safetensors.js"
-import { initToyParameters, toyModelConfig, type ToySize } from "../src/models/ToyModel.js"
-import * as CpuBackend from "../src/tensor/CpuBackend.js"
-import { TensorRuntime } from "../src/tensor/TensorRuntime.js"
 
 /** A `width x height` picture of two coloured discs on grey: a stand-in for "a cat and a dog". */
 export const twoConceptImage = (width = 48, height = 40): RgbImage => {
@@ -31,21 +26,3 @@ export const writeTestImage = async (dir: string, name = "a.png") => {
   await fs.writeFile(file, encodePng(twoConceptImage()))
   return file
 }
-
-/** A much smaller built-in model than the real one (same architecture, 16x16 attention level included). */
-export const tinyToySize: ToySize = { channels: [8, 16], layersPerBlock: 1, heads: 2, normGroups: 4, textHidden: 16, textLayers: 1, textHeads: 2 }
-
-/**
- * Untrained built-in model weights, written as `disendiff export-builtin` writes the real ones (the size
- * in the metadata): a stand-in until the pretrained file exists. Its samples are noise. It makes tfjs's
- * cpu backend current: call it before providing another backend.
- */
-export const writeToyWeights = (file: string, size: ToySize = tinyToySize, seed = 0): Promise<string> =>
-  Effect.runPromise(Effect.gen(function*() {
-    yield* TensorRuntime
-    const params = initToyParameters(toyModelConfig(size), seed)
-    const tensors = new Map(Object.entries(params).map(([k, t]) => [k, { shape: t.shape, data: t.dataSync() as Float32Array }]))
-    Object.values(params).forEach((t) => t.dispose())
-    yield* writeSafetensors(file, tensors, { size: JSON.stringify(size) }, "F16")
-    return file
-  }).pipe(Effect.provide(CpuBackend.layer)))

@@ -4,8 +4,7 @@
  * method reads them). With `--image`, the image is noised to `--timestep` and denoised once; without,
  * an image is sampled from the prompt and the maps are averaged over its sampling steps.
  */
-import { Backbone, Heatmap, nn, prepareImage, readImage, Sampler, tf, writePng } from "@disendiff/core"
-import { imageAttention } from "@disendiff/core/demo"
+import { Backbone, Heatmap, ImageAttention, nn, prepareImage, readImage, Sampler, tf, writePng } from "@disendiff/core"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
@@ -49,7 +48,7 @@ export const attention = Command.make(
         const { height: H } = backbone.info.imageSize
         if (Option.isSome(f.image)) {
           const image = prepareImage(yield* readImage(f.image.value), H)
-          const maps = yield* imageAttention(backbone, weights, { image, caption: f.prompt, timesteps: [f.timestep], seed: f.seed, selection })
+          const maps = yield* ImageAttention.imageAttention(backbone, weights, { image, caption: f.prompt, timesteps: [f.timestep], seed: f.seed, selection })
           return { image, encoded, ...maps }
         }
         // sample, averaging the conditional rows' maps over every step

@@ -4,7 +4,8 @@
  * (`--suite`, what `npm run bench` runs), which writes bench/results/<date>-<backend>.json and
  * regenerates the tables in docs/benchmarks.md between their markers.
  */
-import { Bench, BenchSuite } from "@disendiff/core"
+import { Bench } from "@disendiff/core"
+import { BenchSuite } from "@disendiff/builtin"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { spawn } from "node:child_process"

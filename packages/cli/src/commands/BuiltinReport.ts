@@ -2,7 +2,7 @@
  * `disendiff builtin-report`: the built-in model's training curve (from a pretraining checkpoint) and
  * its quality gate (`--gate`), written between markers into docs/built-in-model.md.
  */
-import { BuiltinGate, ToyBackbone } from "@disendiff/core"
+import { BuiltinGate, ToyBackbone } from "@disendiff/builtin"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"

@@ -1,10 +1,10 @@
 /**
  * `disendiff demo`: DisenDiff beside the Custom Diffusion baseline on the built-in model, end to end,
  * with figures, `metrics.json` and `report.html` in `--out`. The plan (seed, steps, prompts) is fixed in
- * `@disendiff/core/demo`'s `DemoPlan`; `--seeds 1,2,3 --summary FILE` runs it once per seed (into
+ * `@disendiff/builtin/demo`'s `DemoPlan`; `--seeds 1,2,3 --summary FILE` runs it once per seed (into
  * OUT/seed-S) and writes the markdown table of means and spreads.
  */
-import { type DemoMetrics, DemoOutputError, demoPlan, run, seedTable } from "@disendiff/core/demo"
+import { type DemoMetrics, DemoOutputError, demoPlan, run, seedTable } from "@disendiff/builtin/demo"
 import { Console, Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"

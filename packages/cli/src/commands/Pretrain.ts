@@ -2,7 +2,8 @@
  * `disendiff pretrain --world shapes --out DIR`: trains the built-in model from scratch, resumable.
  * `disendiff export-builtin`: writes a pretraining checkpoint's EMA weights as the built-in model file.
  */
-import { CheckpointFile, Checkpoints, defaultPretrainConfig, ToyModel, PretrainConfig, Pretraining, type PretrainEvent, Safetensors } from "@disendiff/core"
+import { CheckpointFile, Checkpoints, Safetensors } from "@disendiff/core"
+import { defaultPretrainConfig, ToyModel, PretrainConfig, Pretraining, type PretrainEvent } from "@disendiff/builtin"
 import { Console, Effect, Layer, Option, Schema, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"

@@ -2,7 +2,8 @@
  * `disendiff recipe-search`: the built-in model's recipe comparison (short equal-compute pretraining runs)
  * and sampler comparison (on a long-run checkpoint), written between markers into docs/built-in-model.md.
  */
-import { Checkpoints, RecipeSearch } from "@disendiff/core"
+import { Checkpoints } from "@disendiff/core"
+import { RecipeSearch } from "@disendiff/builtin"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"

@@ -11,7 +11,6 @@ import { Context, Schema } from "effect"
 import type { ImageError, RgbImage } from "../image/Image.js"
 import type { AttentionHook } from "../nn/Attention.js"
 import type { RandomStream } from "../random/Rng.js"
-import type { WorldAugmentOptions } from "../world/Augment.js"
 import type { Weights } from "../nn/Weights.js"
 import type { NoiseSchedule } from "../schedule/NoiseSchedule.js"
 import type { SamplingOptions } from "../schedule/Schedulers.js"
@@ -71,11 +70,23 @@ export interface BackboneShape {
   readonly checkCaption?: ((caption: string) => PromptError | undefined) | undefined
   /**
    * Draws another version of a training image and its caption that is still true of each other (the
-   * built-in model: `world/Augment.ts`); used when the config's `augment.world` is set.
+   * built-in model: `@disendiff/builtin`'s `world/Augment.ts`); used when the config's `augment.world` is set.
    */
-  readonly augmentTarget?: ((image: RgbImage, caption: string, rnd: RandomStream, options: WorldAugmentOptions) => { readonly image: RgbImage; readonly caption: string }) | undefined
+  readonly augmentTarget?: ((image: RgbImage, caption: string, rnd: RandomStream, options: TargetAugmentOptions) => { readonly image: RgbImage; readonly caption: string }) | undefined
   /** Refuses a training image the model cannot learn from as it is (the built-in model: not a world-sized image). */
   readonly checkImage?: ((file: string, image: RgbImage) => ImageError | undefined) | undefined
+}
+
+/** What a backbone that knows its world may change in a training image (`TrainConfig.augment.world`). */
+export interface TargetAugmentOptions {
+  /** Another background, the caption's background word to match. */
+  readonly background: boolean
+  /** Smaller or larger objects, with size words. */
+  readonly resize: boolean
+  /** A shift that keeps the objects in the picture. */
+  readonly translate: boolean
+  /** A mirror image, the caption naming objects in the new left-to-right order. */
+  readonly flip: boolean
 }
 
 export class Backbone extends Context.Service<Backbone, BackboneShape>()("@disendiff/core/Backbone") {}

@@ -21,7 +21,7 @@ export const AugmentConfig = Schema.Struct({
   largePrefixes: Schema.Array(Schema.String),
   /**
    * For backbones that know their world (the built-in model): the target re-composited as another image
-   * of the world with its caption changed to match (`world/Augment.ts`). Absent: off.
+   * of the world with its caption changed to match (`@disendiff/builtin`: `world/Augment.ts`). Absent: off.
    */
   world: Schema.optionalKey(Schema.Struct({
     background: Schema.Boolean,
@@ -110,7 +110,7 @@ export const effectiveLearningRate = (c: TrainConfig) =>
 export const decodeTrainConfig = Schema.decodeUnknownEffect(TrainConfig)
 
 /**
- * Personalising the built-in model: the demo's full settings (packages/core/src/demo/DemoPlan.ts), so
+ * Personalising the built-in model: the demo's full settings (packages/builtin/src/demo/DemoPlan.ts), so
  * that `disendiff train` on a world image behaves as the demo does. The official 8e-5 barely moves a
  * model this small in 250 steps (docs/reference/builtin-model-prototype.md).
  */

@@ -11,7 +11,7 @@
  * vocabulary: this is how a prompt outside the built-in world is rejected.
  */
 import { Result, Schema } from "effect"
-import { splitWords } from "../tokenizer/WordTokenizer.js"
+import { splitWords } from "@disendiff/core/tokenizer/WordTokenizer.js"
 import type { Scene } from "./Scene.js"
 import {
   articleFor,

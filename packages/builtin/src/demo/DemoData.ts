@@ -7,8 +7,8 @@
  * retrieved class photos are for Stable Diffusion.
  */
 import { Result } from "effect"
-import type { RgbImage } from "../image/Image.js"
-import { stream } from "../random/Rng.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
+import { stream } from "@disendiff/core/random/Rng.js"
 import { captionOf } from "../world/Caption.js"
 import { type ConceptImage, conceptImage } from "../world/ConceptImage.js"
 import { novelAppearance } from "../world/NovelAppearance.js"

@@ -7,16 +7,16 @@
 import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
-import { type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
+import { load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
+import { type Snapshot, snapshotDigest } from "@disendiff/core/checkpoint/Snapshot.js"
 import { makeToyBackbone } from "../backbone/ToyBackbone.js"
 import { toyModelConfig } from "../models/ToyModel.js"
-import type { SamplingOptions } from "../schedule/Schedulers.js"
-import { tf } from "../tensor/Tf.js"
+import type { SamplingOptions } from "@disendiff/core/schedule/Schedulers.js"
+import { tf } from "@disendiff/core/tensor/Tf.js"
 import { type Evaluation, evaluate, type Rates } from "./Evaluate.js"
 import { pretrain, pretrainCheckpointPath } from "./Pretrain.js"
 import { defaultPretrainConfig, type PretrainConfig } from "./PretrainConfig.js"
-import { toTensors } from "../checkpoint/HostTensors.js"
+import { toTensors } from "@disendiff/core/checkpoint/HostTensors.js"
 
 export interface RecipeVariant {
   readonly name: string

@@ -9,7 +9,7 @@
  * (seed, scene index), so scene k never depends on the scenes before it.
  */
 import { Result } from "effect"
-import { type RandomStream, stream } from "../random/Rng.js"
+import { type RandomStream, stream } from "@disendiff/core/random/Rng.js"
 import { CaptionError, formatCaption, MAX_OBJECTS, type PromptSpec } from "./Caption.js"
 import type { NovelName } from "./NovelAppearance.js"
 import { nameableColour, type Paint, P_SAY_COLOUR, samplePaint } from "./Variation.js"

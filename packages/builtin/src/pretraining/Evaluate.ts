@@ -3,11 +3,11 @@
  * detect what was drawn, and check count, shapes, colours and background against the prompt.
  */
 import { Effect } from "effect"
-import type { BackboneShape } from "../backbone/Backbone.js"
-import type { RgbImage } from "../image/Image.js"
-import { sample } from "../sampling/Sampler.js"
-import type { OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
-import type { PromptError } from "../tokenizer/Tokenizer.js"
+import type { BackboneShape } from "@disendiff/core/backbone/Backbone.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
+import { sample } from "@disendiff/core/sampling/Sampler.js"
+import type { OutOfMemory, TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
+import type { PromptError } from "@disendiff/core/tokenizer/Tokenizer.js"
 import { specOf } from "../world/Caption.js"
 import { type DetectedObject, detect } from "../world/Detect.js"
 import { renderScene } from "../world/Render.js"

@@ -4,7 +4,7 @@
  * a modifier token before each class word: "a <v1> circle and a <v2> square on a gray background".
  */
 import { Result } from "effect"
-import type { RgbImage } from "../image/Image.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
 import { captionOf, MAX_OBJECTS } from "./Caption.js"
 import { type NovelName, novelAppearance } from "./NovelAppearance.js"
 import { renderScene } from "./Render.js"

@@ -19,7 +19,7 @@
  *   DisenDiff's L_s&s lowers (`loss/LossCalibrator.ts`), here without smoothing, blur or suppression.
  *   It is 0 for disjoint maps and 1 only for equal maps of 0s and 1s (equal soft maps score less).
  */
-import type { RgbImage } from "../image/Image.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
 import type { PromptSpec } from "../world/Caption.js"
 import { type DetectedObject, detect } from "../world/Detect.js"
 import { type NovelAppearance, type NovelName, novelAppearance } from "../world/NovelAppearance.js"

@@ -5,8 +5,8 @@
  * named colours and from each other.
  */
 import { Result } from "effect"
-import type { RgbImage } from "../image/Image.js"
-import { stream } from "../random/Rng.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
+import { stream } from "@disendiff/core/random/Rng.js"
 import { specOf } from "./Caption.js"
 import { detect, type DetectedObject } from "./Detect.js"
 import { NOVEL_APPEARANCES, NOVEL_NAMES, novelAppearance } from "./NovelAppearance.js"

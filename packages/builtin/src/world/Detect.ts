@@ -19,7 +19,7 @@
  * 6. Colour: majority vote of the nearest named colour over interior pixels (coverage >= 0.75), plus the
  *    mean and the two dominant colours (2-means) for novel appearances.
  */
-import type { RgbImage } from "../image/Image.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
 import { pixelCoverage } from "./Render.js"
 import { fitByMoments } from "./Shape.js"
 import { type BackgroundName, type ColourName, COLOURS, nearestBackground, nearestColour, type Rgb, SHAPES, type ShapeName } from "./Vocabulary.js"

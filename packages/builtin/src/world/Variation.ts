@@ -14,7 +14,7 @@
  * The novel concepts are held out as combinations: no pretraining object has a concept's layout with
  * both its tones within `HELD_OUT_DISTANCE`, while their layouts and tones each occur.
  */
-import type { RandomStream } from "../random/Rng.js"
+import type { RandomStream } from "@disendiff/core/random/Rng.js"
 import { NOVEL_APPEARANCES } from "./NovelAppearance.js"
 import { inside } from "./Shape.js"
 import { BACKGROUND_RGB, BACKGROUNDS, COLOUR_RGB, type ColourName, COLOURS, type Rgb, rgbDistance, SHAPES, type ShapeName } from "./Vocabulary.js"

@@ -6,8 +6,8 @@
  * tuned on its own outcome; only the seed may change (several seeds: `seedTable`).
  */
 import { Result } from "effect"
-import { ablations, type CalibrationConfig, officialCalibration } from "../loss/LossCalibrator.js"
-import { defaultTrainConfig, type TrainConfig } from "../training/TrainConfig.js"
+import { ablations, type CalibrationConfig, officialCalibration } from "@disendiff/core/loss/LossCalibrator.js"
+import { defaultTrainConfig, type TrainConfig } from "@disendiff/core/training/TrainConfig.js"
 import { CaptionError, parseCaption } from "../world/Caption.js"
 import { type NovelName, novelAppearance } from "../world/NovelAppearance.js"
 import type { WorldAugmentOptions } from "../world/Augment.js"

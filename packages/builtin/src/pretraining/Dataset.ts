@@ -3,7 +3,7 @@
  * ten (the set of shape/colour pairs and the background it names) never appears in pretraining: the
  * quality gate samples only those, so it measures composition, not recall of seen captions.
  */
-import { purposeId } from "../random/Rng.js"
+import { purposeId } from "@disendiff/core/random/Rng.js"
 import { CALIBRATION_SEED } from "../world/Calibration.js"
 import { captionOf, specOf } from "../world/Caption.js"
 import { sampleWorldScene, type Scene } from "../world/Scene.js"

@@ -6,7 +6,7 @@
  * computed only where objects are: 0.07-0.12 ms per scene measured on the shared 2-core dev machine
  * (Node 22, 20,000 scenes).
  */
-import type { RgbImage } from "../image/Image.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
 import { novelAppearance } from "./NovelAppearance.js"
 import type { Appearance, Scene, SceneObject } from "./Scene.js"
 import { WORLD_SIZE } from "./Scene.js"

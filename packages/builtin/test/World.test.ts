@@ -1,7 +1,7 @@
 import { Result } from "effect"
 import { createHash } from "node:crypto"
 import { describe, expect, it } from "vitest"
-import type { RgbImage } from "../src/image/Image.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
 import {
   addNoise,
   appearanceSimilarity,
@@ -33,7 +33,7 @@ import {
   WORLD_WORDS
 } from "../src/world/index.js"
 import { toyModelConfig } from "../src/models/ToyModel.js"
-import { makeWordTokenizer } from "../src/tokenizer/WordTokenizer.js"
+import { makeWordTokenizer } from "@disendiff/core/tokenizer/WordTokenizer.js"
 
 const bytes = (img: RgbImage) => Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength)
 const parsed = (text: string): PromptSpec => Result.getOrThrow(parseCaption(text))

@@ -3,7 +3,7 @@
  * the multi-seed table and the program that runs it all (`run`), plus the per-token attention reader
  * it shares with the `attention` command.
  */
-export * from "../attention/ImageAttention.js"
+export * from "@disendiff/core/attention/ImageAttention.js"
 /** A failure of `run` (a plan prompt outside the world). */
 export { CaptionError } from "../world/Caption.js"
 export * from "./Demo.js"

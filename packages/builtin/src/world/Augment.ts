@@ -14,19 +14,16 @@
  *
  * The result covers the whole image, so no loss mask is needed.
  */
+import type { TargetAugmentOptions } from "@disendiff/core"
 import { Result } from "effect"
-import type { RgbImage } from "../image/Image.js"
-import type { RandomStream } from "../random/Rng.js"
+import type { RgbImage } from "@disendiff/core/image/Image.js"
+import type { RandomStream } from "@disendiff/core/random/Rng.js"
 import { formatCaption, parseCaption, type PromptSpec } from "./Caption.js"
 import { detect } from "./Detect.js"
 import { BACKGROUND_RGB, BACKGROUNDS, type Rgb } from "./Vocabulary.js"
 
-export interface WorldAugmentOptions {
-  readonly background: boolean
-  readonly resize: boolean
-  readonly translate: boolean
-  readonly flip: boolean
-}
+/** The options are the method's (`Backbone.augmentTarget`); this is what they do in this world. */
+export type WorldAugmentOptions = TargetAugmentOptions
 
 /** A world image as background + object layer. */
 export interface Layers {

@@ -1,12 +1,11 @@
-import { Result } from "effect"
+import { Effect, Layer, Result } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { looksTwoTone } from "../src/pretraining/Evaluate.js"
 import { trainingScene } from "../src/pretraining/Dataset.js"
 import { initToyParameters, seededParameters, tokenEmbeddingName, toyModelConfig } from "../src/models/ToyModel.js"
-import { stream } from "../src/random/Rng.js"
-import { tf } from "../src/tensor/Tf.js"
-import { CpuBackend } from "../src/index.js"
-import { useRuntime } from "./numeric.js"
+import { stream } from "@disendiff/core/random/Rng.js"
+import { tf } from "@disendiff/core/tensor/Tf.js"
+import { CpuBackend } from "@disendiff/core"
 import {
   addNoise,
   augmentWorldImage,
@@ -163,7 +162,7 @@ describe("World augmentation", () => {
 })
 
 describe("Seeding a v2 model from a v1 model", () => {
-  beforeAll(() => useRuntime(CpuBackend.layer))
+  beforeAll(() => Effect.runPromise(Effect.scoped(Layer.build(CpuBackend.layer))))
   it("keeps every tensor and gives each word its old row; new words start fresh", () => {
     const v1 = toyModelConfig(undefined, undefined, "shapes")
     const v2 = toyModelConfig(undefined, undefined, "shapes-v2")

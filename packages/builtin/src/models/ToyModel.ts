@@ -5,14 +5,14 @@
  * method reads. Words are tokens; the table ends with reserved rows for modifier tokens that
  * pretraining never uses (this world's counterpart of the rare tokens SD personalisation starts from).
  */
-import { fanInInit, normalInit } from "../nn/Init.js"
-import type { NoiseScheduleConfig } from "../schedule/NoiseSchedule.js"
-import type { SamplingOptions } from "../schedule/Schedulers.js"
-import { tf } from "../tensor/Tf.js"
+import { fanInInit, normalInit } from "@disendiff/core/nn/Init.js"
+import type { NoiseScheduleConfig } from "@disendiff/core/schedule/NoiseSchedule.js"
+import type { SamplingOptions } from "@disendiff/core/schedule/Schedulers.js"
+import { tf } from "@disendiff/core/tensor/Tf.js"
 import { WORD_ALIASES, type WorldName, worldWords } from "../world/Vocabulary.js"
-import type { ClipTextConfig } from "./ClipTextModel.js"
-import { clipParameterShapes, type ParameterShape, unetParameterShapes } from "./Shapes.js"
-import type { UnetConfig } from "./Unet2dConditionModel.js"
+import type { ClipTextConfig } from "@disendiff/core/models/ClipTextModel.js"
+import { clipParameterShapes, type ParameterShape, unetParameterShapes } from "@disendiff/core/models/Shapes.js"
+import type { UnetConfig } from "@disendiff/core/models/Unet2dConditionModel.js"
 
 export interface ToyModelConfig {
   readonly words: ReadonlyArray<string>

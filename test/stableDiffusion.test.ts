@@ -84,6 +84,10 @@ describe("Stable Diffusion backbone", () => {
     expect(Math.max(...total)).toBeLessThanOrEqual(1 + 1e-5)
     expect(Math.min(...total)).toBeGreaterThan(0)
     expect((await fs.readdir(out)).filter((f) => f.endsWith(".png"))).toHaveLength(9)
+    // the grid's SVG labels every map with its token, in order, and the colour scale
+    const svg = await fs.readFile(path.join(out, "attention.svg"), "utf8")
+    const labels = [...svg.matchAll(/<text[^>]*>([^<]*)<\/text>/g)].map((m) => m[1])
+    expect(labels).toEqual(["image", "&lt;|startoftext|&gt;", "a", "photo", "of", "a", "cat", "&lt;|endoftext|&gt;", "max"])
   })
 
   it("loader errors name the path: truncated weights, a folder without unet/", async () => {

@@ -1,10 +1,10 @@
 /**
- * `disendiff attention`: per-token cross-attention maps of a prompt, as PNG heatmaps over the image and
- * as raw numbers. Maps are the mean over the probed layers' heads (16x16 layers by default, as the
+ * `disendiff attention`: per-token cross-attention maps of a prompt, as PNG heatmaps beside the image
+ * (attention.png, and attention.svg with each token's label under its map) and as raw numbers. Maps are the mean over the probed layers' heads (16x16 layers by default, as the
  * method reads them). With `--image`, the image is noised to `--timestep` and denoised once; without,
  * an image is sampled from the prompt and the maps are averaged over its sampling steps.
  */
-import { Backbone, Heatmap, ImageAttention, nn, prepareImage, readImage, Sampler, tf, writePng } from "@disendiff/core"
+import { Backbone, encodePng, Heatmap, ImageAttention, nn, prepareImage, readImage, Sampler, tf, writePng } from "@disendiff/core"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
@@ -91,12 +91,24 @@ export const attention = Command.make(
         const map = Array.from({ length: N }, (_, n) => result.data[n * T + p]!)
         const token = backboneTokens.tokens[p]!
         maps[`${p}:${token}`] = map
-        const img = Heatmap.heatmap(map, result.height, result.width, result.image)
+        // the map on its own, not blended with the image (bright objects would read as attention)
+        const img = Heatmap.heatmap(map, result.height, result.width, result.image, 1)
         heatmaps.push(img)
         yield* writePng(path.join(f.out, `${String(p).padStart(2, "0")}-${safeName(token)}.png`), img)
       }
       const scale = Math.max(1, Math.floor(128 / result.image.width))
-      yield* writePng(path.join(f.out, "attention.png"), Heatmap.enlarge(Heatmap.row([result.image, ...heatmaps]), scale))
+      // the image, each token's map (scaled from its minimum to its maximum) and the colour scale
+      const grid = Heatmap.row([result.image, ...heatmaps, Heatmap.colourScale(result.image.height)])
+      const png = encodePng(Heatmap.enlarge(grid, scale))
+      yield* Effect.promise(() => fs.writeFile(path.join(f.out, "attention.png"), png))
+      const cell = result.image.width
+      const cells = [
+        { width: cell, label: "image" },
+        // BPE marks a word's end with </w>; a label reads better without it
+        ...backboneTokens.tokens.slice(0, backboneTokens.length).map((t) => ({ width: cell, label: t.replace(/<\/w>$/, "") })),
+        { width: 4, label: "max" }
+      ]
+      yield* Effect.promise(() => fs.writeFile(path.join(f.out, "attention.svg"), Heatmap.labelledRowSvg(png, { height: grid.height, gap: 2, scale, cells })))
       yield* Effect.promise(() =>
         fs.writeFile(path.join(f.out, "maps.json"), JSON.stringify({ prompt: f.prompt, height: result.height, width: result.width, layers: result.layers, maps }))
       )

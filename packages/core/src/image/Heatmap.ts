@@ -107,3 +107,30 @@ export const enlarge = (img: RgbImage, f: number): RgbImage => {
   }
   return { width, height, data }
 }
+
+const escapeXml = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;")
+
+/**
+ * A row of cells (as `row` lays them out, enlarged `scale` times) as an SVG with each cell's label under
+ * it: the PNG embedded, the labels as text, so tokens such as `<v1>` read as words.
+ */
+export const labelledRowSvg = (png: Uint8Array, o: {
+  readonly height: number
+  readonly gap: number
+  readonly scale: number
+  readonly cells: ReadonlyArray<{ readonly width: number; readonly label: string }>
+}): string => {
+  const labelHeight = 18
+  const w = (o.cells.reduce((a, c) => a + c.width, 0) + o.gap * (o.cells.length - 1)) * o.scale
+  const h = o.height * o.scale
+  let x0 = 0
+  const texts = o.cells.map((c) => {
+    const x = (x0 + c.width / 2) * o.scale
+    x0 += c.width + o.gap
+    return `<text x="${x}" y="${h + 13}" text-anchor="middle" font-family="sans-serif" font-size="12">${escapeXml(c.label)}</text>`
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h + labelHeight}" viewBox="0 0 ${w} ${h + labelHeight}">` +
+    `<rect width="100%" height="100%" fill="white"/>` +
+    `<image width="${w}" height="${h}" style="image-rendering: pixelated" href="data:image/png;base64,${Buffer.from(png).toString("base64")}"/>` +
+    texts.join("") + `</svg>\n`
+}

@@ -24,7 +24,7 @@ import { augmentWorldImage, decompose, type Layers } from "../world/Augment.js"
 import { parseCaption } from "../world/Caption.js"
 import { WORLD_SIZE } from "../world/Scene.js"
 import { SIZES } from "../world/Vocabulary.js"
-import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet } from "@disendiff/core/backbone/Backbone.js"
+import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet, trainsModifierRows } from "@disendiff/core/backbone/Backbone.js"
 import { modelIdentity } from "@disendiff/core/backbone/Identity.js"
 
 export interface ToyBackboneOptions {
@@ -99,7 +99,8 @@ export const makeToyBackbone = (
       }
       return reservedModifierRow(cfg, i)
     })
-    trainable.set(modifierEmbeddingsName, tf.gather(table, rows))
+    const rowsGo = trainsModifierRows(set) ? trainable : frozen
+    rowsGo.set(modifierEmbeddingsName, tf.gather(table, rows))
   }
   const { height: hh, width: ww } = { height: 16, width: 16 }
   return {
@@ -185,7 +186,7 @@ export const make = (options: ToyBackboneOptions) =>
     }
     const identity = yield* modelIdentity({ kind: "toy", config: cfg }, params)
     const backbone = makeToyBackbone(cfg, params, { ...options, name: options.weights === undefined ? builtinModelName : path.basename(file), identity })
-    yield* scopedTensors(() => backbone.parameters.trainable.get(modifierEmbeddingsName), (t) => (t === undefined ? [] : [t]))
+    yield* scopedTensors(() => backbone.parameters.trainable.get(modifierEmbeddingsName) ?? backbone.parameters.frozen.get(modifierEmbeddingsName), (t) => (t === undefined ? [] : [t]))
     return Backbone.of(backbone)
   })
 

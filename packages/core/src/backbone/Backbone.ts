@@ -102,12 +102,21 @@ export class ModelError extends Schema.TaggedError<ModelError>()("ModelError", {
   }
 }
 
-/** Which parameters personalisation trains besides the modifier token rows (method doc a.1.4, (i)). */
-export type TrainableSet = "kv" | "qkv" | "attn2"
-export const trainableSets: ReadonlyArray<TrainableSet> = ["kv", "qkv", "attn2"]
+/**
+ * Which parameters personalisation trains: the cross-attention sets train the modifier token rows too
+ * (method doc a.1.4, (i)); "tokens" trains only the modifier rows (Textual Inversion); "unet" trains every
+ * UNet parameter with the modifier rows fixed at their initialisation (DreamBooth's identifier).
+ */
+export type TrainableSet = "kv" | "qkv" | "attn2" | "tokens" | "unet"
+export const trainableSets: ReadonlyArray<TrainableSet> = ["kv", "qkv", "attn2", "tokens", "unet"]
+
+/** Do the modifier token rows train under the set (all but DreamBooth's whole-UNet set)? */
+export const trainsModifierRows = (set: TrainableSet): boolean => set !== "unet"
 
 /** Does the UNet parameter `name` belong to the trainable set? */
 export const isTrainableUnetParam = (set: TrainableSet, name: string): boolean => {
+  if (set === "unet") return true
+  if (set === "tokens") return false
   if (!name.includes(".attn2.")) return false
   switch (set) {
     case "kv":

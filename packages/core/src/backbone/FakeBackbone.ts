@@ -20,7 +20,7 @@ import { stableDiffusionSampling } from "../schedule/Schedulers.js"
 import { scopedTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { makeWordTokenizer } from "../tokenizer/WordTokenizer.js"
-import { Backbone, isTrainableUnetParam, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
+import { Backbone, isTrainableUnetParam, modifierEmbeddingsName, type TrainableSet, trainsModifierRows } from "./Backbone.js"
 import { modelIdentity } from "./Identity.js"
 
 export interface FakeBackboneOptions {
@@ -116,7 +116,8 @@ export const make = (options: FakeBackboneOptions) =>
     if (modifierIds.length > 0) {
       // modifier rows start as copies of their own (random) rows of the table
       const rows = yield* scopedTensors(() => tf.gather(all.get("text.token_embedding.weight")!, modifierIds), (t) => [t])
-      trainable.set(modifierEmbeddingsName, rows)
+      const rowsGo = trainsModifierRows(trainableSet) ? trainable : frozen
+      rowsGo.set(modifierEmbeddingsName, rows)
     }
     const identity = yield* modelIdentity({ kind: "fake", config, seed }, frozen)
     const C = config.channels

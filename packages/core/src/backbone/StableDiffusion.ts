@@ -21,7 +21,7 @@ import { tf } from "../tensor/Tf.js"
 import { type ClipTokenizer, makeClipTokenizer, rareTokenInitRows } from "../tokenizer/ClipTokenizer.js"
 import { readDiffusersVocabulary } from "../tokenizer/ClipVocabulary.js"
 import type { Tokenizer } from "../tokenizer/Tokenizer.js"
-import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet } from "./Backbone.js"
+import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet, trainsModifierRows } from "./Backbone.js"
 import { estimateTrainingBytes } from "./Memory.js"
 
 export interface StableDiffusionOptions {
@@ -163,7 +163,8 @@ export const make = (o: StableDiffusionOptions) =>
       if (name.startsWith("unet.") && isTrainableUnetParam(set, name.slice(5))) trainable.set(name, t)
       else frozen.set(name, t)
     }
-    if (rows.length > 0) trainable.set(modifierEmbeddingsName, yield* scopedTensors(() => tf.gather(table, rows), (t) => [t]))
+    const rowsGo = trainsModifierRows(set) ? trainable : frozen
+    if (rows.length > 0) rowsGo.set(modifierEmbeddingsName, yield* scopedTensors(() => tf.gather(table, rows), (t) => [t]))
 
     const sc = folder.scheduler.config
     const sampling = samplingOptions(sc)

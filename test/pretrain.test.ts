@@ -80,10 +80,14 @@ describe("pretrain", () => {
     expect(await digestOf(path.join(dir, "i", "checkpoint.msgpack"))).toBe(await digestOf(path.join(dir, "s", "checkpoint.msgpack")))
   })
 
-  it("builtin-report writes the weights' digest, the training curve and the gate into the docs' markers", async () => {
+  it("builtin-report writes the weights' digest, the training curve and the gate into the docs' markers (a world v2 model seeded from v1)", async () => {
     const dir = await tempDir()
     await fs.writeFile(path.join(dir, "tiny.json"), JSON.stringify({ ...tiny, evalEvery: 2, evalSamples: 2, evalSteps: 2 }))
-    const run = await disendiff(["pretrain", "--out", path.join(dir, "a"), "--config", path.join(dir, "tiny.json"), "--steps", "2"])
+    const v1 = await disendiff(["pretrain", "--out", path.join(dir, "v1"), "--config", path.join(dir, "tiny.json"), "--steps", "2"])
+    expect(v1.code, v1.stderr).toBe(0)
+    const run = await disendiff([
+      "pretrain", "--world", "shapes-v2", "--init", path.join(dir, "v1", "checkpoint.msgpack"), "--out", path.join(dir, "a"), "--config", path.join(dir, "tiny.json"), "--steps", "2"
+    ])
     expect(run.code, run.stderr).toBe(0)
     const weights = path.join(dir, "w.safetensors")
     await disendiff(["export-builtin", "--checkpoint", path.join(dir, "a", "checkpoint.msgpack"), "--out", weights])
@@ -101,9 +105,17 @@ describe("pretrain", () => {
     expect(text).toContain("pretraining step 2")
     expect(text).toMatch(/\| 2 \| 16 \| \d\.\d{4} \|/)
     expect(text).toMatch(/\| one object all correct \| 80% \| \d+% \| (pass|FAIL) \|/)
+    // world v2: the model is read with v2's words, and its unnamed variation is measured
+    expect(text).toContain("(world shapes-v2)")
+    expect(text).toMatch(/\| colourless objects drawn two-tone \(samples \d+%, renders \d+%, \d+ objects\) \| within 15% \| -?\d+ points \| (pass|FAIL) \|/)
+    expect(text).toMatch(/\| two-tone \|/)
     expect(text).toMatch(/both novel concepts in samples of "a <v1> circle and a <v2> square/)
+    // each concept alone on each background
+    for (const prompt of ["a <v1> circle on a black background", "a <v2> square on a white background"]) {
+      expect(text).toMatch(new RegExp(`\\| the concept in samples of "${prompt}" \\(1 samples\\) \\| 60% \\| \\d+% \\| (pass|FAIL) \\|`))
+    }
     expect(text.split("KEEP-ME")).toHaveLength(3)
-  })
+  }, 600_000)
 
   it("the built-in model rejects words outside its world, naming the word", async () => {
     const dir = await tempDir()

@@ -23,7 +23,7 @@ import { makeWordTokenizer } from "@disendiff/core/tokenizer/WordTokenizer.js"
 import { augmentWorldImage, decompose, type Layers } from "../world/Augment.js"
 import { parseCaption } from "../world/Caption.js"
 import { WORLD_SIZE } from "../world/Scene.js"
-import { SIZES } from "../world/Vocabulary.js"
+import { SIZES, type WorldName } from "../world/Vocabulary.js"
 import { Backbone, type BackboneShape, isTrainableUnetParam, ModelError, modifierEmbeddingsName, type TrainableSet, trainsModifierRows } from "@disendiff/core/backbone/Backbone.js"
 import { modelIdentity } from "@disendiff/core/backbone/Identity.js"
 
@@ -140,15 +140,28 @@ export const makeToyBackbone = (
   }
 }
 
+/** The world (so the vocabulary) is in the pretraining configuration; files without one are v1's. */
+const worldOfMetadata = (metadata: Readonly<Record<string, string>>): WorldName => {
+  if (metadata.pretrain_config === undefined) return "shapes"
+  try {
+    return (JSON.parse(metadata.pretrain_config) as { world?: unknown }).world === "shapes-v2" ? "shapes-v2" : "shapes"
+  } catch {
+    return "shapes"
+  }
+}
+
+/** The world a weights file was pretrained on. */
+export const worldOfWeights = Effect.fn("ToyBackbone.worldOfWeights")(function*(file: string) {
+  return worldOfMetadata((yield* readSafetensorsHeader(file)).metadata)
+})
+
 /** Reads a toy weights file (its metadata holds the model size) into our tensors. */
 export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(file: string) {
   const stored = yield* readSafetensors(file)
   const header = yield* readSafetensorsHeader(file)
   const size = header.metadata.size === undefined ? undefined : JSON.parse(header.metadata.size)
   const recipe = header.metadata.recipe === undefined ? undefined : JSON.parse(header.metadata.recipe)
-  // the world (its vocabulary) is in the pretraining configuration; files without one are v1's
-  const world = header.metadata.pretrain_config === undefined ? undefined : JSON.parse(header.metadata.pretrain_config).world
-  const cfg = toyModelConfig(size, recipe, world === "shapes-v2" ? "shapes-v2" : "shapes")
+  const cfg = toyModelConfig(size, recipe, worldOfMetadata(header.metadata))
   const params = new Map<string, tf.Tensor>()
   for (const [name, t] of stored) params.set(name, tf.tensor(Float32Array.from(t.data), [...t.shape]))
   for (const p of toyParameterShapes(cfg)) {

@@ -230,6 +230,7 @@ export const trainConfig = (plan: DemoPlan, method: MethodName, files: { readonl
   learningRate: plan.training.learningRate,
   scaleLearningRate: false,
   calibration: methodCalibration[method],
+  // the plan says which world augmentations run (they are the built-in default, but the plan decides)
   augment: { ...defaultTrainConfig({ backbone: "toy", image: files.image, prompt: files.caption }).augment, world: plan.training.augment },
   regularization: { dir: files.regularization, generate: 0, prompt: null }
 })

@@ -116,7 +116,8 @@ export const decodeTrainConfig = Schema.decodeUnknownEffect(TrainConfig)
  */
 const toyOverrides: Partial<TrainConfig> = {
   template: "{}",
-  augment: { flip: false, scale: false, smallPrefixes: [], largePrefixes: [] },
+  // the world's own augmentation instead of the plain flip and Custom Diffusion's rescale (docs/method.md)
+  augment: { flip: false, scale: false, smallPrefixes: [], largePrefixes: [], world: { background: true, resize: true, translate: true, flip: true } },
   modifierInit: "rare",
   steps: 400,
   learningRate: 1e-3,

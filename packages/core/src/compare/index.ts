@@ -2,3 +2,4 @@
 export * from "./Bootstrap.js"
 export * from "./Grid.js"
 export * from "./Methods.js"
+export * from "./Cell.js"

@@ -2,6 +2,7 @@
 import { Command } from "effect/cli"
 import { checkModel } from "./commands/CheckModel.js"
 import { checkpoint } from "./commands/Checkpoint.js"
+import { compare } from "./commands/Compare.js"
 import { demo } from "./commands/Demo.js"
 import { attention } from "./commands/Attention.js"
 import { bench } from "./commands/Bench.js"
@@ -15,7 +16,7 @@ export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([demo, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport, recipeSearch])
+  Command.withSubcommands([demo, compare, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport, recipeSearch])
 )
 
 export const run = Command.run(disendiff, { version })

@@ -67,7 +67,14 @@ export class CompareOutputError extends Schema.TaggedError<CompareOutputError>()
   }
 }
 
-export type CellError = TrainError | ModelError | CheckpointError | CompareOutputError
+/** A cell that failed elsewhere (a worker thread): its error's one line. */
+export class CellFailed extends Schema.TaggedError<CellFailed>()("CellFailed", { reason: Schema.String }) {
+  override get message() {
+    return this.reason
+  }
+}
+
+export type CellError = TrainError | ModelError | CheckpointError | CompareOutputError | CellFailed
 
 export const cellDir = (out: string, cell: GridCell) => path.join(out, "runs", cell.method, `seed-${cell.seed}`)
 

@@ -4,13 +4,13 @@
  * fake backbone (results in cell order whatever the jobs, finished cells reused).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as path from "node:path"
 import { bootstrapMean, pairedDifference, quantile } from "../src/compare/Bootstrap.js"
 import { trainCell } from "../src/compare/Cell.js"
 import { type CellRunner, type GridEvent, gridCells, runGrid } from "../src/compare/Grid.js"
 import { allMethods, methodDefinition, paperSchedules, parseMethods } from "../src/compare/Methods.js"
-import { Backbone, CheckpointFile, CpuBackend, defaultTrainConfig, FakeBackbone, modifierEmbeddingsName, tf, type TrainConfig } from "../src/index.js"
+import { Backbone, CheckpointFile, CpuBackend, defaultTrainConfig, FakeBackbone, modifierEmbeddingsName, type TrainConfig } from "../src/index.js"
 import { tempDir, writeTestImage } from "./fixtures.js"
 
 describe("bootstrap intervals", () => {

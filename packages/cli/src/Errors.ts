@@ -7,10 +7,11 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
 
 export class ConfigFileError extends Schema.TaggedError<ConfigFileError>()("ConfigFileError", {
   path: Schema.String,
-  reason: Schema.String
+  reason: Schema.String,
+  fix: Schema.optional(Schema.String)
 }) {
   override get message() {
-    return `configuration ${this.path}: ${this.reason}`
+    return `configuration ${this.path}: ${this.reason}. Fix: ${this.fix ?? "correct that field (docs/cli.md lists the commands' flags; the file takes the same fields as the configuration that `disendiff checkpoint inspect --json` prints)"}`
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The `disendiff` executable. Typed failures print one line naming the input and the fix, and exit 1;
  * Ctrl-C interrupts the running command, whose finalizers (e.g. the trainer's checkpoint) run first.
- * A flag the parser rejects prints one line per problem (not the whole help screen). An unexpected
+ * A flag the parser rejects prints one line (not the whole help screen). An unexpected
  * failure (a bug) prints one line too; DISENDIFF_DEBUG=1 prints its full cause with stack traces.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
@@ -11,13 +11,15 @@ import { run } from "./Cli.js"
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, " ").trim()
 
-/** Help and version as usual; an invalid invocation as one line per error, pointing at the command's help. */
+/** Help and version as usual; an invalid invocation as one line, pointing at the command's help. */
 const presenter = CliOutput.layerPresenter({
   present: (event) =>
     event._tag === "InvalidInvocation"
       ? Effect.sync(() => {
         const help = `\`${event.commandPath.join(" ")} --help\``
-        for (const e of event.errors) process.stderr.write(`error: ${oneLine(e.message)}. Fix: see ${help} for the flags and their values\n`)
+        // the first problem only: one line, fixed one at a time
+        const e = event.errors[0]
+        if (e !== undefined) process.stderr.write(`error: ${oneLine(e.message)}. Fix: see ${help} for the flags and their values\n`)
       })
       : CliOutput.defaultPresenter.present(event)
 })

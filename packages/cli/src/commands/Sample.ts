@@ -46,7 +46,7 @@ export const sample = Command.make(
         const maskFile = f.mask
         const inpaint = Option.isSome(source)
           ? yield* Effect.gen(function*() {
-            if (Option.isNone(maskFile)) return yield* new UsageError({ message: "--inpaint needs --mask (white where new content goes)" })
+            if (Option.isNone(maskFile)) return yield* new UsageError({ message: `--inpaint ${source.value}: no --mask given. Fix: give --mask FILE, an image that is white where new content goes and black elsewhere` })
             const image = prepareImage(yield* readImage(source.value), H)
             const m = prepareImage(yield* readImage(maskFile.value), H)
             const mask = new Float32Array(H * W).map((_, i) => (m.data[3 * i]! + m.data[3 * i + 1]! + m.data[3 * i + 2]! > 1.5 ? 1 : 0))

@@ -12,7 +12,6 @@ import {
   ModelError,
   type OutOfMemory,
   StableDiffusion,
-  ToyBackbone,
   backboneKinds,
   Checkpoints,
   CheckpointError,
@@ -29,6 +28,7 @@ import {
   Trainer,
   trainableSets
 } from "@disendiff/core"
+import { ToyBackbone } from "@disendiff/builtin"
 import { Effect, Layer, Option, Schema, SchemaIssue, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
@@ -75,8 +75,16 @@ type Flags = { readonly [K in keyof typeof flags]: (typeof flags)[K] extends Fla
 const readJson = (file: string) =>
   Effect.tryPromise({
     try: async () => JSON.parse(await fs.readFile(file, "utf8")) as unknown,
-    catch: (e) => new ConfigFileError({ path: file, reason: e instanceof SyntaxError ? `invalid JSON (${e.message})` : "cannot read the file" })
-  })
+    catch: (e) =>
+      e instanceof SyntaxError
+        ? new ConfigFileError({ path: file, reason: `invalid JSON (${e.message})`, fix: "write it as one JSON object of TrainConfig fields" })
+        : new ConfigFileError({ path: file, reason: `cannot read the file (${(e as NodeJS.ErrnoException).code ?? String(e)})`, fix: "check the path" })
+  }).pipe(
+    Effect.filterOrFail(
+      (json): json is Record<string, unknown> => isObject(json),
+      () => new ConfigFileError({ path: file, reason: "not a JSON object", fix: 'write it as one JSON object of TrainConfig fields, e.g. {"steps": 100, "seed": 3}' })
+    )
+  )
 
 const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
@@ -174,8 +182,10 @@ export const resolveConfig = Effect.fn("train.resolveConfig")(function*(f: Flags
     return { config, resume: { path: f.resume.value, snapshot } }
   }
   const backbone = (overrides.backbone ?? "toy") as TrainConfig["backbone"]
-  if (overrides.image === undefined) return yield* new UsageError({ message: "--image is required (the training image)" })
-  if (overrides.prompt === undefined) return yield* new UsageError({ message: '--prompt is required, e.g. --prompt "<v1> cat and <v2> dog"' })
+  if (overrides.image === undefined) return yield* new UsageError({ message: "--image is missing: the run needs its training image. Fix: give --image FILE (a PNG or JPEG), or \"image\" in --config" })
+  if (overrides.prompt === undefined) {
+    return yield* new UsageError({ message: '--prompt is missing: the run needs the image\'s caption. Fix: give --prompt with a modifier before each class word, e.g. --prompt "<v1> cat and <v2> dog"' })
+  }
   const base = defaultTrainConfig({ backbone, image: String(overrides.image), prompt: String(overrides.prompt) })
   const config = yield* Schema.decodeUnknownEffect(TrainConfig)(deepMerge(base, overrides)).pipe(
     Effect.mapError((e) => invalidConfig(e, fromFlags, f.config.pipe(Option.getOrElse(() => "command-line flags"))))
@@ -195,7 +205,7 @@ export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
       return ToyBackbone.layer({ ...common, weights: config.model ?? undefined })
     case "sd":
       return config.model === null
-        ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd needs --model DIR (a diffusers Stable Diffusion 1.x folder)" })))
+        ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd: no --model given. Fix: give --model DIR, a diffusers Stable Diffusion 1.x folder" })))
         : StableDiffusion.layer({ ...common, model: config.model, batchSize: config.batchSize })
   }
 }

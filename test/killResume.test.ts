@@ -77,7 +77,7 @@ beforeAll(async () => {
 })
 
 describe("SIGKILL during training", () => {
-  it("at 12 seeded random moments: the checkpoint is valid, resuming reaches the uninterrupted digest, no temporary file remains", async () => {
+  it("at 10 seeded random moments: the checkpoint is valid, resuming reaches the uninterrupted digest, no temporary file remains", async () => {
     const reference = await train(["--out", path.join(dir, "reference")])
     expect(reference.code, reference.stderr).toBe(0)
     const expected = reference.events.find((e) => e._tag === "Finished")?.digest
@@ -90,7 +90,7 @@ describe("SIGKILL during training", () => {
     let kills = 0
     let attempts = 0
     let leftovers = 0
-    while (kills < 12) {
+    while (kills < 10) {
       attempts++
       expect(attempts, "too many runs finished before their kill").toBeLessThan(40)
       const exists = await fs.access(checkpoint).then(() => true, () => false)
@@ -116,7 +116,7 @@ describe("SIGKILL during training", () => {
       expect(resumed.events.find((e) => e._tag === "Finished")?.digest).toBe(expected)
       expect(await temporaries(copy)).toEqual([])
     }
-    expect(kills).toBe(12)
+    expect(kills).toBe(10)
     // the folder the kills went into: its last resume cleans up too
     const last = await train(await fs.access(checkpoint).then(() => ["--resume", checkpoint, "--out", out], () => ["--out", out]))
     expect(last.code, last.stderr).toBe(0)
@@ -124,5 +124,5 @@ describe("SIGKILL during training", () => {
     expect(await temporaries(out)).toEqual([])
     // how many kills caught a checkpoint write (informative: it depends on the machine's timing)
     console.log(`kill test: ${kills} kills in ${attempts} runs, ${leftovers} temporary files left by them`)
-  }, 900_000)
+  }, 1_800_000)
 })

@@ -67,7 +67,7 @@ const flags = {
   generateRegularization: Flag.Int("generate-regularization").pipe(Flag.withDescription("generate this many regularisation images with the base model"), Flag.optional),
   classPrompt: Flag.String("class-prompt").pipe(Flag.withDescription('prompt for generated regularisation images, e.g. "a cat and a dog"'), Flag.optional),
   modifierInit: Flag.Literals("modifier-init", ["rare", "class"]).pipe(Flag.withDescription("new token rows start from rare tokens (official) or from the class word"), Flag.optional),
-  trainable: Flag.Literals("trainable", trainableSets).pipe(Flag.withDescription("kv (official), qkv or attn2 (paper ablations)"), Flag.optional)
+  trainable: Flag.Literals("trainable", trainableSets).pipe(Flag.withDescription("kv (official), qkv or attn2 (paper ablations), tokens (Textual Inversion: the new rows only) or unet (DreamBooth: the whole UNet)"), Flag.optional)
 }
 
 type Flags = { readonly [K in keyof typeof flags]: (typeof flags)[K] extends Flag.Flag<infer A> ? A : never }

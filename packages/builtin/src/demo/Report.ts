@@ -157,7 +157,11 @@ export const renderReport = (r: ReportInput): string => {
   }
   for (const term of ["bind", "separation"] as const) {
     rows.push(`<tr><td>training</td><td>pull of L<sub>${term === "bind" ? "bind" : "s&amp;s"}</sub>: weight x |grad| / |grad L<sub>base</sub>|</td>${
-      METHODS.map((k) => `<td class="n">${num(pull(m.training[k].termGradients, term))}</td>`).join("")
+      METHODS.map((k) => {
+        const x = pull(m.training[k].termGradients, term)
+        // small by design at the official weight: two significant digits, not two decimals
+        return `<td class="n">${x === null ? "-" : x.toPrecision(2)}</td>`
+      }).join("")
     }</tr>`)
   }
   rows.push(`<tr><td>training (last step)</td><td>loss</td>${METHODS.map((k) => `<td class="n">${num(m.training[k].loss)}</td>`).join("")}</tr>`)

@@ -24,6 +24,8 @@ export const summarize = (file: string) =>
       config: {
         backbone: config.backbone,
         prompt: config.prompt,
+        // pretraining checkpoints have a world instead of a prompt
+        world: (config as { world?: string }).world,
         steps: config.steps,
         batchSize: config.batchSize,
         gradientAccumulation: config.gradientAccumulation,
@@ -51,7 +53,7 @@ const inspect = Command.make(
         `checkpoint ${s.path} (format ${s.formatVersion})`,
         `step ${s.step} (seed ${s.seed}, micro-batches ${s.dataCursor})`,
         `base model ${s.baseModel.kind} ${s.baseModel.name} ${s.baseModel.identity.slice(0, 16)}`,
-        `prompt "${String(s.config.prompt)}", ${String(s.config.steps)} steps, batch ${String(s.config.batchSize)} x ${String(s.config.gradientAccumulation)}, lr ${String(s.config.learningRate)}`,
+        `${s.config.prompt === undefined ? `pretraining on world ${String(s.config.world)}` : `prompt "${String(s.config.prompt)}"`}, ${String(s.config.steps)} steps, batch ${String(s.config.batchSize)} x ${String(s.config.gradientAccumulation)}, lr ${String(s.config.learningRate)}`,
         s.lastLoss === null ? "no steps yet" : `last loss ${s.lastLoss.loss.toPrecision(5)} (base ${s.lastLoss.base.toPrecision(5)}, bind ${s.lastLoss.bind?.toPrecision(5) ?? "-"}, s&s ${s.lastLoss.separation?.toPrecision(5) ?? "-"})`,
         `${s.trainableParameters} trainable parameters in ${s.tensors.filter((t) => t.group === "trainable").length} tensors:`,
         ...s.tensors.filter((t) => t.group === "trainable").map((t) => `  ${t.name} [${t.shape.join(", ")}]`),

@@ -3,7 +3,8 @@
  * convolutions by output tiles and sums each output in the same order with any number of threads.
  * In-process: fixture A's UNet forward + backward (every parameter) and a product and convolution of
  * the medium UNet's sizes, bit for bit at 1, 2 and 3 threads (the backend restarts for each count).
- * Through the CLI: `sample` and `train` write the same bytes with `--threads 1` and `--threads 2`.
+ * Through the CLI: `sample` and `train` write the same bytes, and `check-model` reports the same errors,
+ * with `--threads 1` and `--threads 2`.
  */
 import { WasmBackend } from "@disendiff/backend-wasm"
 import { Bench, encodePng, TensorRuntime, tf } from "@disendiff/core"
@@ -87,5 +88,16 @@ describe("wasm threads", () => {
       digests.push(JSON.parse(inspected.stdout).digest)
     }
     expect(digests[1]).toBe(digests[0])
+  })
+
+  it("check-model (every fixture tensor of the UNet, VAE and text encoder): the same errors with --threads 1 and --threads 2", async () => {
+    const rows = []
+    for (const n of ["1", "2"]) {
+      const r = await disendiff(["check-model", "--fixtures", path.join(root, "fixtures/sd-tiny"), "--json", "--threads", n])
+      expect(r.code, r.stderr).toBe(0)
+      rows.push(JSON.parse(r.stdout).rows)
+    }
+    expect(rows[0].length).toBeGreaterThan(100)
+    expect(rows[1]).toEqual(rows[0])
   })
 })

@@ -159,8 +159,14 @@ export const worldOfWeights = Effect.fn("ToyBackbone.worldOfWeights")(function*(
 export const readToyWeights = Effect.fn("ToyBackbone.readWeights")(function*(file: string) {
   const stored = yield* readSafetensors(file)
   const header = yield* readSafetensorsHeader(file)
-  const size = header.metadata.size === undefined ? undefined : JSON.parse(header.metadata.size)
-  const recipe = header.metadata.recipe === undefined ? undefined : JSON.parse(header.metadata.recipe)
+  const field = (key: "size" | "recipe") =>
+    Effect.try({
+      try: () => (header.metadata[key] === undefined ? undefined : JSON.parse(header.metadata[key]!)),
+      catch: () =>
+        new ModelError({ path: file, reason: `its metadata field "${key}" is not JSON`, fix: "use a weights file written by `disendiff export-builtin`" })
+    })
+  const size = yield* field("size")
+  const recipe = yield* field("recipe")
   const cfg = toyModelConfig(size, recipe, worldOfMetadata(header.metadata))
   const params = new Map<string, tf.Tensor>()
   for (const [name, t] of stored) params.set(name, tf.tensor(Float32Array.from(t.data), [...t.shape]))

@@ -145,6 +145,8 @@ export interface SuiteOptions {
   readonly withThreads?: WithThreads
   /** The thread count of the main table and the built-in model's rows (with `withThreads`). */
   readonly threads?: number
+  /** Leaves the medium UNet out (minutes per thread count on a busy machine). */
+  readonly skipMedium?: boolean
   /** Times the full demo (the CLI runs `disendiff demo` in a child process); absent: not timed. */
   readonly demoSeconds?: Effect.Effect<number>
 }
@@ -186,7 +188,7 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
         }
       })
     yield* unetCase("fixture A", "sd-tiny config A, 1.1M parameters", loadUnet(path.join(fixtures, "A")), { batch: 2, height: 16, width: 16 }, "A_16x16_b2")
-    yield* unetCase("medium", "128/256/256, 2 layers per block, 8 heads, 34.9M parameters", Effect.sync(() => ({ cfg: mediumUnet, weights: randomUnetWeights(mediumUnet, 256), contextDim: 256 })), { batch: 2, height: 32, width: 32 }, "medium_32x32_b2")
+    if (o.skipMedium !== true) yield* unetCase("medium", "128/256/256, 2 layers per block, 8 heads, 34.9M parameters", Effect.sync(() => ({ cfg: mediumUnet, weights: randomUnetWeights(mediumUnet, 256), contextDim: 256 })), { batch: 2, height: 32, width: 32 }, "medium_32x32_b2")
     if (o.onCase !== undefined) yield* o.onCase("built-in model")
     const builtin = yield* atDefault(builtinStep(o.runs))
     results.push({ name: "built-in personalisation step", description: "batch 8, official calibration, AdamW", seconds: builtin.stepSeconds, target: "0.5 s" })

@@ -38,11 +38,12 @@ const demoSeconds = (threads: number) =>
     return seconds
   })
 
-const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; conditions: Option.Option<string> }) =>
+const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; medium: boolean; conditions: Option.Option<string> }) =>
   Effect.gen(function*() {
     const wasm = f.backend === "wasm"
     const results = yield* BenchSuite.runSuite(f.fixtures, {
       runs: f.runs,
+      skipMedium: !f.medium,
       onCase: (name) => Effect.sync(() => process.stderr.write(`bench: ${name}\n`)),
       ...(wasm
         ? {
@@ -81,6 +82,7 @@ export const bench = Command.make(
     scaling: Flag.Boolean("scaling").pipe(Flag.withDescription("also time 1, 2, 4, ... threads up to --threads (wasm): the scaling table"), Flag.withDefault(false)),
     json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON object"), Flag.withDefault(false)),
     suite: Flag.Boolean("suite").pipe(Flag.withDescription("run the benchmark suite (with --scaling) and update docs/benchmarks.md"), Flag.withDefault(false)),
+    skipMedium: Flag.Boolean("skip-medium").pipe(Flag.withDescription("suite: leave out the medium UNet (minutes per thread count)"), Flag.withDefault(false)),
     skipDemo: Flag.Boolean("skip-demo").pipe(Flag.withDescription("suite: do not time the full demo (minutes)"), Flag.withDefault(false)),
     conditions: Flag.String("conditions").pipe(Flag.withDescription("suite: what else ran on the machine, written beside the tables"), Flag.optional),
     fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny"))
@@ -90,7 +92,7 @@ export const bench = Command.make(
       const threads = Option.getOrElse(f.threads, defaultThreads)
       if (f.scaling && f.backend !== "wasm") return yield* new UsageError({ message: `--scaling times the wasm backend's threads; --backend ${f.backend} sizes its own` })
       if (f.suite) {
-        return yield* runSuite({ fixtures: f.fixtures, runs: f.runs, backend: f.backend, threads, scaling: f.scaling || f.backend === "wasm", demo: !f.skipDemo, conditions: f.conditions }).pipe(
+        return yield* runSuite({ fixtures: f.fixtures, runs: f.runs, backend: f.backend, threads, scaling: f.scaling || f.backend === "wasm", demo: !f.skipDemo, medium: !f.skipMedium, conditions: f.conditions }).pipe(
           Effect.provide(backendLayer(f.backend, { threads }))
         )
       }

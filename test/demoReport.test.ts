@@ -90,10 +90,24 @@ describe("disendiff demo --quick", () => {
         expect(i.width, i.alt).toBeGreaterThan(0)
       }
       const table = await page.$$eval("table#metrics tr", (rows) => rows.map((r) => [...r.children].map((c) => c.textContent ?? "")))
-      // a header, three metrics for each of three groups, attention overlap, loss
-      expect(table.length).toBe(1 + 9 + 2)
+      // a header, three metrics for each of three groups, attention overlap, each object word's attention on
+      // its own object on the training image and on samples (4 words), the two terms' pull, loss
+      expect(table.length).toBe(1 + 9 + 1 + 2 * 4 + 2 + 1)
       expect(table[0]).toEqual(["prompts", "metric", "DisenDiff", "Custom Diffusion (baseline)"])
-      expect(table.slice(1).every((r) => r.slice(2).every((c) => c === "-" || /^\d\.\d\d$/.test(c)))).toBe(true)
+      const cells = (pattern: RegExp) => (r: Array<string>) => r.slice(2).every((c) => c === "-" || pattern.test(c))
+      const pulls = table.filter((r) => r[1]!.startsWith("pull of"))
+      expect(pulls).toHaveLength(2)
+      // the pull is small by design: two significant digits ("-" when the measured micro-batch held no
+      // concept, as two steps of stand-in training may); the baseline trains without the terms
+      expect(pulls.every((r) => (r[2] === "-" || /^\d(\.\d+)?(e-\d+)?$/.test(r[2]!)) && r[3] === "-")).toBe(true)
+      const shares = table.filter((r) => r[1]!.includes("on its own object"))
+      expect(shares.map((r) => r[1])).toEqual([
+        ...["<v1>", "circle", "<v2>", "square"].map((t) => `attention of ${t} on its own object ↑`),
+        ...["<v1>", "circle", "<v2>", "square"].map((t) => `attention of ${t} on its own object ↑`)
+      ])
+      // on samples, the number of images with every named object follows in brackets
+      expect(shares.slice(4).every(cells(/^\d\.\d\d \(\d+\)$/))).toBe(true)
+      expect(table.slice(1).filter((r) => !pulls.includes(r) && !shares.slice(4).includes(r)).every(cells(/^\d\.\d\d$/))).toBe(true)
     } finally {
       await browser.close()
     }

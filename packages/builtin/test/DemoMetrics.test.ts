@@ -1,5 +1,7 @@
 import { Result } from "effect"
 import { describe, expect, it } from "vitest"
+import type { DemoMetrics } from "../src/demo/Metrics.js"
+import { reading } from "../src/demo/Report.js"
 import { attentionOverlap, attentionShare, meanShares, objectMasks, ownObjectShares, scoreImage, summarise } from "../src/demo/Metrics.js"
 import { parseCaption } from "../src/world/Caption.js"
 import { renderScene } from "../src/world/Render.js"
@@ -116,3 +118,22 @@ describe("attention on its own object", () => {
 })
 
 const detectArea = (k: number) => detect(render("a <v1> circle and a <v2> square on a gray background")).objects[k]!.area
+
+describe("the report's one-line reading", () => {
+  const scores = (imageAlignment: number, leakage: number) => ({ images: 8, imageAlignment, textAlignment: 0.5, leakage, allCorrect: 0 })
+  const metrics = (d: [number, number], b: [number, number]) =>
+    ({
+      summary: {
+        disendiff: { combined: scores(0, 0), concept1: scores(...d), concept2: scores(...d) },
+        baseline: { combined: scores(0, 0), concept1: scores(...b), concept2: scores(...b) }
+      }
+    }) as unknown as DemoMetrics
+
+  it("compares the concept-alone groups and says when the concepts were not learned", () => {
+    expect(reading(metrics([0.8, 0.1], [0.75, 0.3]))).toBe(
+      "with concepts prompted alone, DisenDiff's leakage (0.10) is lower than Custom Diffusion's (0.30) and its image alignment (0.80) higher than Custom Diffusion's (0.75); one seed is one draw: the table over several seeds (docs/demo-seeds.md) says whether the difference holds."
+    )
+    expect(reading(metrics([0.4, 0], [0.4, 0]))).toContain("is the same as Custom Diffusion's (0.00)")
+    expect(reading(metrics([0.4, 0], [0.4, 0]))).toContain("the model did not learn the concepts")
+  })
+})

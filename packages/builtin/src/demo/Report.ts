@@ -60,6 +60,26 @@ const tokenFigure = (f: TokenFigure, caption: string) => {
   }%">${cells.map((c) => `<span>${t(c)}</span>`).join("")}<span>max<br>min</span></div><figcaption>${t(caption)} Each map is scaled from its own minimum to its maximum (the bar on the right).</figcaption></figure>`
 }
 
+/**
+ * What this run's numbers say, in one line, from the numbers themselves: the concept-alone groups'
+ * leakage and image alignment of DisenDiff against the baseline, and whether the concepts were learned
+ * at all: under 0.6 is barely above the 0.5 a right shape alone earns (`Metrics.ts`), so neither method
+ * shows the concepts and the comparison says nothing.
+ */
+export const reading = (m: DemoMetrics): string => {
+  const groups = ["concept1", "concept2"] as const
+  const mean = (k: MethodName, key: "leakage" | "imageAlignment") => groups.reduce((a, g) => a + m.summary[k][g][key], 0) / groups.length
+  const [dl, bl] = [mean("disendiff", "leakage"), mean("baseline", "leakage")]
+  const [da, ba] = [mean("disendiff", "imageAlignment"), mean("baseline", "imageAlignment")]
+  const cmp = (a: number, b: number) => (Math.abs(a - b) < 0.005 ? "the same as" : a < b ? "lower than" : "higher than")
+  const learned = Math.max(da, ba) >= 0.6
+  return `with concepts prompted alone, DisenDiff's leakage (${dl.toFixed(2)}) is ${cmp(dl, bl)} Custom Diffusion's (${bl.toFixed(2)}) and its image alignment ` +
+    `(${da.toFixed(2)}) ${cmp(da, ba)} Custom Diffusion's (${ba.toFixed(2)}); ` +
+    (learned
+      ? `one seed is one draw: the table over several seeds (docs/demo-seeds.md) says whether the difference holds.`
+      : `image alignment under 0.6 for both means the model did not learn the concepts, so this run cannot show the method either way.`)
+}
+
 /** The mean over the measured steps of weight x |grad term| / |grad base| (null when the term was off). */
 export const pull = (gs: ReadonlyArray<TermGradients>, term: "bind" | "separation"): number | null => {
   const xs = gs.flatMap((g) => (g[term] === null || g.base === 0 ? [] : [(g.weight * g[term]!) / g.base]))
@@ -99,6 +119,7 @@ export const renderReport = (r: ReportInput): string => {
   }
 
   out.push(`<h2 id="what">What this shows</h2>`)
+  out.push(`<p class="reading"><b>In one line:</b> ${t(reading(m))}</p>`)
   out.push(
     `<p>The training image below holds two new concepts that the world's words cannot name: ${t(c1?.modifier ?? "")}, ${t(c1?.look.description ?? "")}, ` +
       `and ${t(c2?.modifier ?? "")}, ${t(c2?.look.description ?? "")}. The built-in text-to-image model was personalised on this one image and its caption ` +

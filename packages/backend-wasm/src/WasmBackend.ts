@@ -28,8 +28,15 @@ import { installPoolSwitch, installThreadedKernels, threadsOf } from "./Pool.js"
 /** Default limit: the 4 GiB heap less room for XNNPACK's own buffers and the code itself. */
 export const defaultLimitBytes = 3.5 * 2 ** 30
 
-/** Default thread count: the machine's cores (what Node may use), at most XNNPACK's 8. */
-export const defaultThreads = (): number => Math.min(os.availableParallelism(), maxThreads)
+/**
+ * Default thread count: `DISENDIFF_THREADS` when set (e.g. 1 on a machine shared with other jobs, where
+ * a thread pool waits on threads the scheduler has not run), else the machine's cores (what Node may
+ * use); at most XNNPACK's 8.
+ */
+export const defaultThreads = (): number => {
+  const env = Number(process.env["DISENDIFF_THREADS"])
+  return Math.min(Number.isInteger(env) && env >= 1 ? env : os.availableParallelism(), maxThreads)
+}
 
 export { maxThreads }
 

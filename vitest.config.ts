@@ -6,6 +6,9 @@ export default defineConfig({
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts", "examples/**/*.test.ts"],
     testTimeout: 120_000,
     hookTimeout: 120_000,
-    pool: "forks"
+    pool: "forks",
+    // test files run in parallel processes that already fill the cores; kernel threads on top of them
+    // would oversubscribe (docs/benchmarks.md). Tests of thread counts pass --threads themselves.
+    env: { DISENDIFF_THREADS: "1" }
   }
 })

@@ -223,6 +223,8 @@ export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
 
 /** A built-in-model weights file's header and metadata, read before the model is built. */
 const checkToyWeights = Effect.fn("train.checkToyWeights")(function*(file: string) {
+  // a missing file gets the built-in model's advice (how such a file is made), not only "check the path"
+  yield* Effect.tryPromise({ try: () => fs.access(file), catch: () => ToyBackbone.missingWeights(file) })
   const header = yield* Safetensors.readSafetensorsHeader(file)
   for (const key of ["size", "recipe", "pretrain_config"]) {
     const text = header.metadata[key]

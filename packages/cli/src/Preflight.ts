@@ -5,7 +5,7 @@
 import { Effect } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { FlagError, OutputError } from "./Errors.js"
+import { FlagError, OutputError, UsageError } from "./Errors.js"
 
 /** An integer flag in [min, max]. */
 export const intInRange = (flag: string, value: number, min: number, max: number = Number.POSITIVE_INFINITY, fix?: string) =>
@@ -75,3 +75,13 @@ export const outputFolder = Effect.fn("preflight.outputFolder")(function*(flag: 
   })
   return abs
 })
+
+/** A `--seeds 1,2,3` list: distinct non-negative integers (a seed twice would run the same run twice). */
+export const seedList = (flag: string, text: string) =>
+  Effect.gen(function*() {
+    const seeds = text.split(",").map((s) => s.trim())
+    if (seeds.length === 0 || !seeds.every((s) => /^\d+$/.test(s)) || new Set(seeds.map(Number)).size !== seeds.length) {
+      return yield* new UsageError({ message: `${flag} "${text}": give distinct non-negative integers separated by commas, e.g. ${flag} 1,2,3` })
+    }
+    return seeds.map(Number)
+  })

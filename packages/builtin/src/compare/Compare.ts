@@ -23,6 +23,7 @@ import { cellCost, cellConfig, type ComparePlan, dataFiles } from "./ComparePlan
 import { writeFigures } from "./Figures.js"
 import { type CompareResults, summariseResults } from "./Results.js"
 import { renderCompareReport } from "./CompareReport.js"
+import { writeOutputFile } from "../OutputFile.js"
 
 export type CompareEvent =
   | { readonly _tag: "Prepared"; readonly out: string; readonly cells: number; readonly methods: ReadonlyArray<string>; readonly seeds: ReadonlyArray<number> }
@@ -55,14 +56,7 @@ export const inProcessRunner = (ctx: CellContext): CellRunner<CellResult, Compar
   cost: (cell) => cellCost(ctx.plan, cell.method)
 })
 
-const write = (file: string, bytes: string | Uint8Array) =>
-  Effect.tryPromise({
-    try: async () => {
-      await fs.mkdir(path.dirname(file), { recursive: true })
-      await fs.writeFile(file, bytes)
-    },
-    catch: (e) => new CompareOutputError({ path: file, reason: `cannot write (${String(e)})`, fix: "check the output folder, its permissions and the free disk space" })
-  })
+const write = (file: string, bytes: string | Uint8Array) => writeOutputFile(file, bytes, (e) => new CompareOutputError(e))
 
 /** Draws the shared data into `out/data` (the same bytes every time) and returns the cells' context. */
 export const prepare = (plan: ComparePlan, outDir: string, weights?: string) =>

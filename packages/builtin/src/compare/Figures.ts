@@ -17,6 +17,7 @@ import { groupLabel, GROUPS } from "../demo/DemoPlan.js"
 import { CompareOutputError } from "./CompareCell.js"
 import { drawText, textWidth } from "./Font.js"
 import { type CompareResults, type Entry, higherIsBetter, metricLabel, METRICS } from "./Results.js"
+import { writeOutputFile } from "../OutputFile.js"
 
 export interface CompareFigure {
   /** Relative to the output folder. */
@@ -174,14 +175,7 @@ const readPng = (file: string) =>
     return yield* decodeImage(file, bytes).pipe(Effect.mapError((e) => new CompareOutputError({ path: file, reason: e.reason, fix: "remove that run's result.json so that it runs again" })))
   })
 
-const writeFile = (file: string, bytes: string | Uint8Array) =>
-  Effect.tryPromise({
-    try: async () => {
-      await fs.mkdir(path.dirname(file), { recursive: true })
-      await fs.writeFile(file, bytes)
-    },
-    catch: (e) => new CompareOutputError({ path: file, reason: `cannot write (${String(e)})`, fix: "check the output folder, its permissions and the free disk space" })
-  })
+const writeFile = (file: string, bytes: string | Uint8Array) => writeOutputFile(file, bytes, (e) => new CompareOutputError(e))
 
 export const writeFigures = (out: string, r: CompareResults) =>
   Effect.gen(function*() {

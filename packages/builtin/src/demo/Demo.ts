@@ -45,6 +45,7 @@ import {
 import { attentionOverlap, type DemoMetrics, type TermGradients, meanShares, type MethodSummary, ownObjectShares, scoreImage, summarise } from "./Metrics.js"
 import { type Figure, renderReport, type TokenFigure } from "./Report.js"
 import { toTensors } from "@disendiff/core/checkpoint/HostTensors.js"
+import { writeOutputFile } from "../OutputFile.js"
 
 export type DemoPhase = "prepare" | "train" | "attention" | "sample" | "report"
 
@@ -106,14 +107,7 @@ const TERM_GRADIENTS_EVERY = 50
 /** Report images are 32 px world images drawn 4x larger, pixels kept crisp. */
 const SCALE = 4
 
-const writeFile = (file: string, bytes: string | Uint8Array) =>
-  Effect.tryPromise({
-    try: async () => {
-      await fs.mkdir(path.dirname(file), { recursive: true })
-      await fs.writeFile(file, bytes)
-    },
-    catch: (e) => new DemoOutputError({ path: file, reason: `cannot write (${String(e)})`, fix: "check the output folder, its permissions and the free disk space" })
-  })
+const writeFile = (file: string, bytes: string | Uint8Array) => writeOutputFile(file, bytes, (e) => new DemoOutputError(e))
 
 export const run = (options: DemoOptions): Stream.Stream<DemoEvent, DemoError, TensorRuntime> =>
   Stream.callback<DemoEvent, DemoError, TensorRuntime>((queue) =>

@@ -12,6 +12,7 @@ import { SingleBar } from "cli-progress"
 import { Console, Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as os from "node:os"
+import { seedList } from "../Preflight.js"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { makeCompareWorkers } from "../CompareWorkerPool.js"
 import { UsageError } from "../Errors.js"
@@ -33,15 +34,6 @@ const flags = {
   threads: threadsFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false))
 }
-
-const parseSeeds = (text: string) =>
-  Effect.gen(function*() {
-    const seeds = text.split(",").map((s) => s.trim())
-    if (seeds.length === 0 || !seeds.every((s) => /^\d+$/.test(s)) || new Set(seeds.map(Number)).size !== seeds.length) {
-      return yield* new UsageError({ message: `--seeds "${text}": give distinct non-negative integers separated by commas, e.g. --seeds 1,2,3` })
-    }
-    return seeds.map(Number)
-  })
 
 const textReporter = () => {
   const tty = process.stderr.isTTY === true
@@ -92,7 +84,7 @@ export const compare = Command.make("compare", flags, (f) =>
   Effect.gen(function*() {
     const parsed = parseMethods({ methods: Option.getOrUndefined(f.methods), ablations: Option.getOrUndefined(f.ablations), trainable: Option.getOrUndefined(f.trainable) })
     if (!parsed.ok) return yield* new UsageError({ message: `no method "${parsed.unknown}": choose from ${parsed.choices.join(", ")}` })
-    const seeds = Option.isSome(f.seeds) ? yield* parseSeeds(f.seeds.value) : undefined
+    const seeds = Option.isSome(f.seeds) ? yield* seedList("--seeds", f.seeds.value) : undefined
     const cores = Math.max(1, os.availableParallelism())
     const jobs = Option.getOrElse(f.jobs, () => cores)
     if (!(jobs >= 1 && jobs <= 64)) return yield* new UsageError({ message: `--jobs ${jobs}: give 1 to 64 worker threads` })

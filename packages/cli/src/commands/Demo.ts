@@ -9,6 +9,7 @@ import { Console, Effect, Option, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { seedList } from "../Preflight.js"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
 import { jsonDemoReporter, textDemoReporter } from "../DemoProgress.js"
 import { UsageError } from "../Errors.js"
@@ -25,20 +26,11 @@ const flags = {
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false))
 }
 
-const parseSeeds = (text: string) =>
-  Effect.gen(function*() {
-    const seeds = text.split(",").map((s) => s.trim())
-    if (seeds.length === 0 || !seeds.every((s) => /^\d+$/.test(s))) {
-      return yield* new UsageError({ message: `--seeds "${text}": give seeds as non-negative integers separated by commas, e.g. --seeds 1,2,3` })
-    }
-    return seeds.map(Number)
-  })
-
 export const demo = Command.make("demo", flags, (f) =>
   Effect.gen(function*() {
     if (Option.isSome(f.seeds) && Option.isSome(f.seed)) return yield* new UsageError({ message: "give either --seed or --seeds, not both" })
     if (Option.isSome(f.seeds) !== Option.isSome(f.summary)) return yield* new UsageError({ message: "--seeds and --summary go together: --seeds 1,2,3 --summary demo-seeds.md" })
-    const seeds = Option.isSome(f.seeds) ? yield* parseSeeds(f.seeds.value) : [Option.getOrUndefined(f.seed)]
+    const seeds = Option.isSome(f.seeds) ? yield* seedList("--seeds", f.seeds.value) : [Option.getOrUndefined(f.seed)]
     const weights = Option.getOrUndefined(f.weights)
     const runs: Array<DemoMetrics> = []
     for (const seed of seeds) {

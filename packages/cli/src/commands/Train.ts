@@ -86,9 +86,9 @@ const readJson = (file: string) =>
     )
   )
 
-const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
+export const isObject = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x)
 
-const deepMerge = (a: unknown, b: unknown): unknown =>
+export const deepMerge = (a: unknown, b: unknown): unknown =>
   isObject(a) && isObject(b) ? Object.fromEntries([...new Set([...Object.keys(a), ...Object.keys(b)])].map((k) => [k, k in b ? deepMerge(a[k], b[k]) : a[k]])) : b
 
 /** Flag values that were given, as a partial config. */

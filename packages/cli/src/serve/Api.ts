@@ -91,9 +91,11 @@ export const SubmitPayload = Schema.Struct({
 /**
  * One event of a job as Server-Sent Events: `id` is the event's sequence number (send it back as
  * `Last-Event-ID` or `?after=` to continue after it), `data` the event as JSON `{ seq, at, event }`.
+ * A failure of the server mid-stream ends the stream with an event named `error` (data `{ error }`,
+ * no id).
  */
 export const JobEventSse = Schema.Struct({
-  id: Schema.String,
+  id: Schema.optional(Schema.String),
   event: Schema.optional(Schema.String),
   data: Schema.String
 })

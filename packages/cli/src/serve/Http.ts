@@ -53,10 +53,13 @@ const storeErrors = (operation: string) => <A, R>(effect: Effect.Effect<A, JobNo
 
 /** Bytes of the `config` field, and of multipart framing besides the image, that an upload may have. */
 const configAllowance = 1024 * 1024
+const maxParts = 16
+
+const configTooLarge = new PayloadTooLarge({ error: `config: over ${configAllowance} bytes. Fix: send one JSON object of train configuration fields` })
 
 const tooLarge = (limit: number) =>
   new PayloadTooLarge({
-    error: `image: more than ${limit} bytes is over the server's limit of ${limit}. Fix: send a smaller image (the model works at its own resolution anyway)`
+    error: `image: over the server's limit of ${limit} bytes. Fix: send a smaller image (the model works at its own resolution anyway)`
   })
 
 /** Reads a file part whole, failing as soon as it passes `limit` bytes (nothing more is read). */
@@ -96,7 +99,7 @@ const readUpload = Effect.fn("Http.readUpload")(function*(parts: Stream.Stream<M
     }
     // `curl -F config=@job.json` sends the config as a file part
     if (part.key === "config") {
-      return collect(part.content, configAllowance, () => new PayloadTooLarge({ error: `config: over ${configAllowance} bytes. Fix: send one JSON object of train configuration fields` })).pipe(
+      return collect(part.content, configAllowance, () => configTooLarge).pipe(
         Effect.map((bytes) => void (config = new TextDecoder().decode(bytes)))
       )
     }
@@ -109,9 +112,11 @@ const multipartError = (e: Multipart.MultipartError, maxImageBytes: number): Eff
   switch (e.reason._tag) {
     case "FileTooLarge":
     case "BodyTooLarge":
-    case "FieldTooLarge":
-    case "TooManyParts":
       return Effect.fail(tooLarge(maxImageBytes))
+    case "FieldTooLarge":
+      return Effect.fail(configTooLarge)
+    case "TooManyParts":
+      return Effect.fail(new PayloadTooLarge({ error: `upload: more than ${maxParts} parts. Fix: send only the file field "image" and the field "config"` }))
     case "Parse":
       return Effect.fail(
         new BadRequest({
@@ -148,11 +153,12 @@ export const JobsHandlers = HttpApiBuilder.group(Api, "jobs", (handlers) =>
       maxFileSize: maxImageBytes + configAllowance,
       maxTotalSize: maxImageBytes + 2 * configAllowance,
       maxFieldSize: configAllowance,
-      maxParts: 16
+      maxParts
     })
     return handlers
-      .handle("submit", ({ payload, request }) =>
-        Effect.gen(function*() {
+      .handle(
+        "submit",
+        Effect.fn("Http.submit")(function*({ payload, request }) {
           // refuse an announced oversize body before reading any of it
           const announced = Number(request.headers["content-length"])
           if (Number.isFinite(announced) && announced > maxImageBytes + 2 * configAllowance) return yield* tooLarge(maxImageBytes)
@@ -163,39 +169,46 @@ export const JobsHandlers = HttpApiBuilder.group(Api, "jobs", (handlers) =>
             const missing = new JobRejected({ input: "config", reason: "no configuration in the upload", fix: "send the job's configuration as the multipart field \"config\", one JSON object of train configuration fields" })
             return yield* new BadRequest({ error: missing.message })
           }
-          return yield* jobs.submit(upload.config, upload.image).pipe(
+          // a client that hangs up now must not leave a job half stored (folder without record)
+          return yield* Effect.uninterruptible(jobs.submit(upload.config, upload.image)).pipe(
             Effect.catchTags({
               // "storage" is the server's folder failing, not the request
               JobRejected: (e) => e.input === "storage" ? internal("storing a job")(e) : Effect.fail(new BadRequest({ error: e.message })),
               SqlError: internal("storing a job")
             })
           )
-        }))
+        })
+      )
       .handle("list", () => jobs.list.pipe(Effect.catchTag("SqlError", internal("listing jobs"))))
-      .handle("get", ({ params }) =>
-        Effect.gen(function*() {
+      .handle(
+        "get",
+        Effect.fn("Http.get")(function*({ params }) {
           const record = yield* jobs.get(params.id)
           const files = yield* jobs.files(params.id)
           return { ...record, files }
-        }).pipe(storeErrors("reading a job")))
-      .handle("events", ({ headers, params, query }) =>
-        Effect.gen(function*() {
+        }, storeErrors("reading a job"))
+      )
+      .handle(
+        "events",
+        Effect.fn("Http.events")(function*({ headers, params, query }) {
           // an unknown job gets its 404 before the stream's 200 goes out
           yield* jobs.get(params.id)
           // a reconnecting EventSource sends Last-Event-ID: it is newer than the URL's ?after=
           const after = headers["last-event-id"] ?? query.after ?? 0
           return jobs.events(params.id, after).pipe(
             Stream.map((e) => ({ id: String(e.seq), data: JSON.stringify({ seq: e.seq, at: e.at, event: e.event }) })),
-            // the answer has started: end it with an `error` event (the client resumes with Last-Event-ID)
+            // the answer has started: end it with an `error` event, without an id so that a client
+            // resuming with Last-Event-ID continues after the last real event
             Stream.catchCause((cause) =>
               Stream.fromEffect(
                 Effect.logError("following a job's events failed", cause).pipe(
-                  Effect.as({ id: String(after), event: "error", data: JSON.stringify({ error: internalLine }) })
+                  Effect.as({ event: "error", data: JSON.stringify({ error: internalLine }) })
                 )
               )
             )
           )
-        }).pipe(storeErrors("reading a job's events")))
+        }, storeErrors("reading a job's events"))
+      )
       .handle("cancel", ({ params }) => jobs.cancel(params.id).pipe(storeErrors("cancelling a job")))
       .handle("file", ({ params }) =>
         jobs.file(params.id, params["*"]).pipe(

@@ -192,6 +192,8 @@ describe("jobs through HTTP", () => {
 
     const events = await readEvents(await fetch(`${base}/jobs/${job.id}/events`, { headers: auth }))
     expect(events.map((e) => Number(e.id))).toEqual(events.map((_, i) => i + 1))
+    // plain messages (no `event:` line), so that EventSource's onmessage receives them
+    expect(events.filter((e) => e.event !== undefined)).toEqual([])
     expect(events[0]!.data.event._tag).toBe("Submitted")
     const last = events[events.length - 1]!.data.event
     expect(last).toMatchObject({ _tag: "Succeeded", step: 20, digest: expect.stringMatching(/^[0-9a-f]{64}$/) })

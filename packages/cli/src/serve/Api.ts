@@ -96,7 +96,8 @@ export const SubmitPayload = Schema.Struct({
  */
 export const JobEventSse = Schema.Struct({
   id: Schema.optional(Schema.String),
-  event: Schema.optional(Schema.String),
+  /** "message" (SSE's default type, not written out) or "error". */
+  event: Schema.String,
   data: Schema.String
 })
 

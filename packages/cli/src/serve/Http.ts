@@ -196,7 +196,8 @@ export const JobsHandlers = HttpApiBuilder.group(Api, "jobs", (handlers) =>
           // a reconnecting EventSource sends Last-Event-ID: it is newer than the URL's ?after=
           const after = headers["last-event-id"] ?? query.after ?? 0
           return jobs.events(params.id, after).pipe(
-            Stream.map((e) => ({ id: String(e.seq), data: JSON.stringify({ seq: e.seq, at: e.at, event: e.event }) })),
+            // "message" is SSE's default type: the encoder leaves it out, so EventSource's onmessage sees them
+            Stream.map((e) => ({ id: String(e.seq), event: "message", data: JSON.stringify({ seq: e.seq, at: e.at, event: e.event }) })),
             // the answer has started: end it with an `error` event, without an id so that a client
             // resuming with Last-Event-ID continues after the last real event
             Stream.catchCause((cause) =>

@@ -1,65 +1,147 @@
 /**
- * Pretraining's micro-batches on worker threads: one tensor backend per thread, so a two-core machine
- * computes two micro-batches at once. Worker k takes micro-batches k, k + n, ...; results come back in
- * micro-batch order and are summed in that order, so a run is bit-identical with any number of workers.
+ * Worker threads, one tensor backend each, so that a two-core machine computes two things at once:
+ * pretraining micro-batches, personalisation micro-batches, or chunks of a sampling job. A job takes
+ * whichever worker is free; results come back in the order of the work (micro-batch or chunk), and
+ * the callers sum or join them in that order, so a result is bit-identical with any number of workers.
  */
-import { type BackendName, type HostTensor, OutOfMemory } from "@disendiff/core"
-import { GradientWorkerError, MicroBatch, type PretrainConfig } from "@disendiff/builtin"
-import { Effect } from "effect"
+import { type BackendName, type HostTensor, OutOfMemory, PromptError } from "@disendiff/core"
+import type { BackboneSpec, BackboneWorkers, MicroBatch, PretrainConfig } from "@disendiff/builtin"
+import type { SampleOutput, SampleWorkers } from "@disendiff/core/sampling/SampleJob.js"
+import type { HostPart, TrainData, TrainWorkers } from "@disendiff/core/training/TrainMicroBatch.js"
+import { WorkerError } from "@disendiff/core/training/WorkerError.js"
+import { Effect, Option, Queue } from "effect"
+import { Flag } from "effect/cli"
+import * as os from "node:os"
 import { Worker } from "node:worker_threads"
-import type { WorkerReply, WorkerRequest } from "./GradientWorker.js"
+import { UsageError } from "./Errors.js"
+import type { WorkerReply, WorkerRequest } from "./Worker.js"
 
-export const makeGradientWorkers = (options: { readonly count: number; readonly config: PretrainConfig; readonly backend: BackendName; readonly threads?: number }) =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const workerData = { config: options.config, backend: options.backend, threads: options.threads }
-      return Array.from({ length: options.count }, () => new Worker(new URL("./GradientWorker.js", import.meta.url), { workerData }))
-    }),
-    (workers) => Effect.promise(() => Promise.all(workers.map((w) => w.terminate())))
-  ).pipe(Effect.map((workers): MicroBatch.GradientWorkers => {
+/** `--workers N` of the commands that run a backbone's micro-batches and sampling chunks on threads. */
+export const workersFlag = Flag.Int("workers").pipe(
+  Flag.withDescription(`worker threads for training micro-batches and sampling chunks (default: one per core, here ${os.availableParallelism()}, on wasm and cpu); the result is the same for any number`),
+  Flag.optional
+)
+
+/** The worker count: given, or one per core (at most 8) where a backend can run once per thread. */
+export const workerCount = (flag: Option.Option<number>, backend: BackendName) =>
+  Effect.gen(function*() {
+    const threaded = backend === "wasm" || backend === "cpu"
+    const count = Option.getOrElse(flag, () => (threaded ? Math.min(8, os.availableParallelism()) : 1))
+    if (count < 1 || (count > 1 && !threaded)) {
+      return yield* new UsageError({ message: `--workers ${count}: use 1 or more, and more than 1 only with --backend wasm or cpu (one device cannot be shared by threads)` })
+    }
+    return count
+  })
+
+export interface WorkerPool extends BackboneWorkers {
+  readonly pretrain: (config: PretrainConfig) => MicroBatch.GradientWorkers
+}
+
+type Failure = Extract<WorkerReply, { _tag: "failed" }>["error"]
+
+/** A worker's error back as the typed error it was, where the caller's channel has it. */
+const failure = (e: Failure): WorkerError | OutOfMemory | PromptError =>
+  e._tag === "OutOfMemory"
+    ? new OutOfMemory(e.fields as ConstructorParameters<typeof OutOfMemory>[0])
+    : e._tag === "PromptError"
+    ? new PromptError(e.fields as ConstructorParameters<typeof PromptError>[0])
+    : new WorkerError({ reason: e.message })
+
+const paramsOf = (params: ReadonlyMap<string, HostTensor>) => {
+  const names = [...params.keys()]
+  return { names, shapes: names.map((n) => params.get(n)!.shape), data: names.map((n) => params.get(n)!.data) }
+}
+
+/** Work split into `n` parts, part k taking items k, k + n, ...; and the results put back in item order. */
+const dealt = <A>(items: ReadonlyArray<A>, n: number) => Array.from({ length: Math.min(n, items.length) }, (_, k) => items.filter((_, i) => i % n === k))
+const undealt = <B>(parts: ReadonlyArray<ReadonlyArray<B>>, length: number) => Array.from({ length }, (_, i) => parts[i % parts.length]![Math.floor(i / parts.length)]!)
+
+/** The worker script is built JavaScript: without the source condition that a test runner may have set. */
+const workerExecArgv = () => process.execArgv.filter((a, i, all) => a !== "--conditions=@disendiff/source" && !(a === "@disendiff/source" && all[i - 1] === "--conditions") && !(a === "--conditions" && all[i + 1] === "@disendiff/source"))
+
+export const makeWorkerPool = (o: { readonly count: number; readonly backend: BackendName; readonly threads?: number | undefined }) =>
+  Effect.gen(function*() {
+    const workers = yield* Effect.acquireRelease(
+      Effect.sync(() => Array.from({ length: o.count }, () => new Worker(new URL("./Worker.js", import.meta.url), { workerData: { backend: o.backend, threads: o.threads }, execArgv: workerExecArgv() }))),
+      (ws) => Effect.promise(() => Promise.all(ws.map((w) => w.terminate())))
+    )
+    const free = yield* Queue.unbounded<Worker>()
+    for (const w of workers) yield* Queue.offer(free, w)
     let nextId = 0
-    const ask = (worker: Worker, req: WorkerRequest) =>
-      Effect.callback<ReadonlyArray<MicroBatch.HostGradients>, GradientWorkerError | OutOfMemory>((resume) => {
-        const onMessage = (reply: WorkerReply) => {
-          if (reply.id !== req.id) return
-          cleanup()
-          if ("results" in reply) resume(Effect.succeed(reply.results))
-          else if (reply.error._tag === "OutOfMemory") resume(Effect.fail(new OutOfMemory(reply.error.fields as ConstructorParameters<typeof OutOfMemory>[0])))
-          else resume(Effect.fail(new GradientWorkerError({ reason: reply.error.message })))
-        }
-        const onError = (e: Error) => {
-          cleanup()
-          resume(Effect.fail(new GradientWorkerError({ reason: e.message })))
-        }
-        const onExit = (code: number) => {
-          cleanup()
-          resume(Effect.fail(new GradientWorkerError({ reason: `the thread exited with code ${code}` })))
-        }
-        const cleanup = () => {
+
+    /** One request on one worker, its progress passed on as it comes. */
+    const ask = <A>(worker: Worker, req: WorkerRequest, onProgress?: (done: number, total: number) => Effect.Effect<void>): Effect.Effect<A, WorkerError | OutOfMemory | PromptError> =>
+      Effect.gen(function*() {
+        const replies = yield* Queue.unbounded<WorkerReply>()
+        const onMessage = (reply: WorkerReply) => reply.id === req.id && Queue.offerUnsafe(replies, reply)
+        const lost = (reason: string) => Queue.offerUnsafe(replies, { _tag: "failed", id: req.id, error: { _tag: "WorkerError", fields: {}, message: reason } })
+        const onError = (e: Error) => lost(e.message)
+        const onExit = (code: number) => lost(`the thread exited with code ${code}`)
+        return yield* Effect.gen(function*() {
+          worker.on("message", onMessage)
+          worker.on("error", onError)
+          worker.on("exit", onExit)
+          worker.postMessage(req)
+          while (true) {
+            const reply = yield* Queue.take(replies)
+            if (reply._tag === "progress") yield* onProgress?.(reply.done, reply.total) ?? Effect.void
+            else if (reply._tag === "done") return reply.result as A
+            else return yield* failure(reply.error)
+          }
+        }).pipe(Effect.ensuring(Effect.sync(() => {
           worker.off("message", onMessage)
           worker.off("error", onError)
           worker.off("exit", onExit)
-        }
-        worker.on("message", onMessage)
-        worker.on("error", onError)
-        worker.on("exit", onExit)
-        worker.postMessage(req)
+        })))
       })
-    return {
+    /** A request on whichever worker is free (one request per worker at a time). */
+    const onFree = <A>(f: (worker: Worker) => Effect.Effect<A, WorkerError | OutOfMemory | PromptError>) =>
+      Effect.acquireUseRelease(Queue.take(free), f, (w) => Queue.offer(free, w))
+
+    // training data goes to each worker once per run
+    const dataIds = new WeakMap<TrainData, number>()
+    const sent = new Map<Worker, number>()
+    let nextDataId = 0
+
+    const train = (spec: BackboneSpec): TrainWorkers => ({
       count: workers.length,
-      compute: (params: ReadonlyMap<string, HostTensor>, microBatches: ReadonlyArray<number>) =>
+      compute: (data, params, tasks) =>
         Effect.gen(function*() {
-          const names = [...params.keys()]
-          const shapes = names.map((n) => params.get(n)!.shape)
-          const data = names.map((n) => params.get(n)!.data)
-          const assigned = workers.map((_, k) => microBatches.filter((_, i) => i % workers.length === k))
-          const replies = yield* Effect.forEach(
-            workers.map((w, k) => [w, assigned[k]!] as const).filter(([, mbs]) => mbs.length > 0),
-            ([w, mbs]) => ask(w, { id: nextId++, names, shapes, data, microBatches: mbs }),
+          let dataId = dataIds.get(data)
+          if (dataId === undefined) dataIds.set(data, dataId = nextDataId++)
+          const p = paramsOf(params)
+          const parts = yield* Effect.forEach(
+            dealt(tasks, workers.length),
+            (part) =>
+              onFree((w) =>
+                ask<ReadonlyArray<HostPart>>(w, { _tag: "train", id: nextId++, spec, dataId, data: sent.get(w) === dataId ? undefined : data, params: p, tasks: part }).pipe(
+                  Effect.tap(() => Effect.sync(() => sent.set(w, dataId)))
+                )
+              ) as Effect.Effect<ReadonlyArray<HostPart>, WorkerError | OutOfMemory>,
             { concurrency: "unbounded" }
           )
-          // back to micro-batch order: the i-th index went to worker i % n as its (i / n)-th
-          return microBatches.map((_, i) => replies[i % workers.length]![Math.floor(i / workers.length)]!)
+          return undealt(parts, tasks.length)
         })
-    }
-  }))
+    })
+
+    const sample = (spec: BackboneSpec): SampleWorkers => ({
+      count: workers.length,
+      sample: (job, onStep) => onFree((w) => ask<SampleOutput>(w, { _tag: "sample", id: nextId++, spec, job }, (done, total) => onStep(done, total, 0))) as Effect.Effect<SampleOutput, WorkerError | OutOfMemory | PromptError>
+    })
+
+    const pretrain = (config: PretrainConfig): MicroBatch.GradientWorkers => ({
+      count: workers.length,
+      compute: (params, microBatches) =>
+        Effect.gen(function*() {
+          const p = paramsOf(params)
+          const parts = yield* Effect.forEach(
+            dealt(microBatches, workers.length),
+            (part) => onFree((w) => ask<ReadonlyArray<MicroBatch.HostGradients>>(w, { _tag: "pretrain", id: nextId++, config, params: p, microBatches: part })) as Effect.Effect<ReadonlyArray<MicroBatch.HostGradients>, WorkerError | OutOfMemory>,
+            { concurrency: "unbounded" }
+          )
+          return undealt(parts, microBatches.length)
+        })
+    })
+
+    return { count: workers.length, train, sample, pretrain } satisfies WorkerPool
+  })

@@ -15,13 +15,14 @@ import { AttentionProbe, defaultSelection } from "@disendiff/core/attention/Atte
 import { imageAttention, mapOf, type TokenMaps } from "@disendiff/core/attention/ImageAttention.js"
 import { Backbone, type BackboneShape, type ModelError } from "@disendiff/core/backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
+import { type BackboneSpec, backboneSpecLayer, type BackboneWorkers } from "../backbone/BackboneSpec.js"
 import { CheckpointError, Checkpoints, load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
 import { colourScale, column, enlarge, heatmap, row } from "@disendiff/core/image/Heatmap.js"
 import { encodePng, type RgbImage } from "@disendiff/core/image/Image.js"
 import { LossCalibrator } from "@disendiff/core/loss/LossCalibrator.js"
 import { makeWeights } from "@disendiff/core/nn/Weights.js"
 import { Optimizer } from "@disendiff/core/optim/Optimizer.js"
-import { sample } from "@disendiff/core/sampling/Sampler.js"
+import { sampleJob } from "@disendiff/core/sampling/SampleJob.js"
 import { TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
 import { tf } from "@disendiff/core/tensor/Tf.js"
 import { conceptTokens } from "@disendiff/core/training/Prompt.js"
@@ -99,6 +100,11 @@ export interface DemoOptions {
   readonly out: string
   /** A built-in model weights file; default: the installed one (`ToyBackbone.builtinWeightsPath`). */
   readonly weights?: string | undefined
+  /**
+   * Threads for the training micro-batches and the sampling chunks; the images and numbers are the
+   * same with any number of them, or none.
+   */
+  readonly workers?: BackboneWorkers | undefined
 }
 
 /** How often each loss term's gradient norm is measured during personalisation (3 extra backward passes each time). */
@@ -136,6 +142,7 @@ const ownShares = (backbone: BackboneShape, image: RgbImage, text: string, maps:
 
 const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: DemoEvent) => Effect.Effect<unknown>) {
   const { plan, out } = options
+  const spec: BackboneSpec = { kind: "toy", options: { modifiers: plan.concepts.map((c) => c.modifier), weights: options.weights } }
   const planError = checkPlan(plan)
   if (planError !== undefined) return yield* planError
   const runtime = yield* TensorRuntime
@@ -199,7 +206,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
       let last = { loss: Number.NaN, base: Number.NaN, bind: null as number | null, separation: null as number | null }
       const termGradients: Array<TermGradients> = []
       const stepUnits = work.train / config.steps
-      yield* train({ config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY }).pipe(
+      yield* train({ config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY, workers: options.workers?.train(spec) }).pipe(
         Stream.runForEach((e) => {
           if (e._tag === "TermGradients") termGradients.push({ step: e.step, base: e.base, bind: e.bind, separation: e.separation, weight: e.weight })
           if (e._tag !== "Step") return Effect.void
@@ -238,41 +245,31 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
 
         // ---- sample ----
         yield* phase("sample", method, `sampling ${flat.length} images (${prompts.length} prompts x ${plan.sampling.seedsPerPrompt} seeds)`)
-        const sums = new Map<number, tf.Tensor>()
-        let grid = { height: 0, width: 0, layers: [] as ReadonlyArray<string> }
         const rowsPerImage = plan.sampling.guidance === 1 ? 1 : 2
-        const sampled = yield* sample(backbone, {
+        const sampled = yield* sampleJob(backbone, {
           prompts: flat.map((f) => f.prompt),
           seeds: flat.map((f) => f.seed),
           steps: plan.sampling.steps,
           guidance: plan.sampling.guidance,
           eta: 0,
-          trained,
+          trained: snapshot.trainable,
           batchSize: plan.sampling.batchSize,
+          attention: { selection: defaultSelection }
+        }, {
+          workers: options.workers?.sample(spec),
           onStep: (i, n, first) => {
             const size = Math.min(plan.sampling.batchSize, flat.length - first)
             return progress("sample", method, `images ${first + 1}-${first + size} of ${flat.length}, step ${i}/${n}`, size * rowsPerImage)
-          },
-          attention: {
-            selection: defaultSelection,
-            onMaps: (_, a, first) => {
-              const previous = sums.get(first)
-              sums.set(first, tf.keep(previous === undefined ? tf.clone(a.maps) : tf.add(previous, a.maps)))
-              previous?.dispose()
-              grid = { height: a.height, width: a.width, layers: a.layers }
-            }
           }
         })
         // the maps of each image, averaged over the sampling steps
         const sampleMaps: Array<TokenMaps> = []
-        for (const [first, sum] of [...sums].sort((a, b) => a[0] - b[0])) {
-          const [b, , T] = sum.shape as [number, number, number]
-          const all = (yield* Effect.promise(() => sum.data())) as Float32Array
-          sum.dispose()
-          const per = all.length / b
+        for (const { first, maps, height, width, layers } of sampled.maps) {
+          const [b, , T] = maps.shape as [number, number, number]
+          const per = maps.data.length / b
           for (let k = 0; k < b; k++) {
-            const data = all.slice(k * per, (k + 1) * per).map((v) => v / plan.sampling.steps)
-            sampleMaps[first + k] = { data, tokens: T, ...grid }
+            const data = maps.data.slice(k * per, (k + 1) * per).map((v) => v / plan.sampling.steps)
+            sampleMaps[first + k] = { data, tokens: T, height, width, layers }
           }
         }
         const scores = sampled.images.map((img, i) => scoreImage(img, specs.get(flat[i]!.prompt)!, concepts))
@@ -365,6 +362,6 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
     }))
     yield* emit({ _tag: "Finished", out, report: reportFile, metrics: metricsFile, seconds, summary })
   }).pipe(
-    Effect.provide(ToyBackbone.layer({ modifiers: plan.concepts.map((c) => c.modifier), weights: options.weights }))
+    Effect.provide(backboneSpecLayer(spec))
   )
 })

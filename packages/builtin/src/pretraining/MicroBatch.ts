@@ -4,7 +4,8 @@
  * regression loss and its gradients. Shared by the in-process loop and the gradient workers, which is
  * what makes a run with workers bit-identical to one without.
  */
-import { Effect, Schema } from "effect"
+import type { Effect } from "effect"
+import type { WorkerError } from "@disendiff/core/training/WorkerError.js"
 import type { HostTensor } from "@disendiff/core/checkpoint/Snapshot.js"
 import * as PixelShuffle from "@disendiff/core/autoencoder/PixelShuffle.js"
 import { clipTextForward } from "@disendiff/core/models/ClipTextModel.js"
@@ -87,13 +88,8 @@ export interface HostGradients {
   readonly grads: ReadonlyArray<Float32Array>
 }
 
-export class GradientWorkerError extends Schema.TaggedError<GradientWorkerError>()("GradientWorkerError", {
-  reason: Schema.String
-}) {
-  override get message() {
-    return `a gradient worker failed: ${this.reason}. Fix: run again with --workers 1 (the checkpoint resumes exactly)`
-  }
-}
+// the one worker error (core's), under its earlier name
+export { WorkerError as GradientWorkerError } from "@disendiff/core/training/WorkerError.js"
 
 /**
  * Micro-batches computed in parallel (threads with their own tensor backend). `compute` returns one
@@ -101,5 +97,5 @@ export class GradientWorkerError extends Schema.TaggedError<GradientWorkerError>
  */
 export interface GradientWorkers {
   readonly count: number
-  readonly compute: (params: ReadonlyMap<string, HostTensor>, microBatches: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<HostGradients>, GradientWorkerError | OutOfMemory>
+  readonly compute: (params: ReadonlyMap<string, HostTensor>, microBatches: ReadonlyArray<number>) => Effect.Effect<ReadonlyArray<HostGradients>, WorkerError | OutOfMemory>
 }

@@ -10,7 +10,8 @@ import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { seedList } from "../Preflight.js"
-import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
+import { backendLayer, backendNames, defaultThreads, threadsFlag } from "../Backends.js"
+import { makeWorkerPool, workerCount, workersFlag } from "../WorkerPool.js"
 import { jsonDemoReporter, textDemoReporter } from "../DemoProgress.js"
 import { UsageError } from "../Errors.js"
 
@@ -23,6 +24,7 @@ const flags = {
   weights: Flag.String("weights").pipe(Flag.withDescription("a built-in model weights file (default: the installed one)"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
   threads: threadsFlag,
+  workers: workersFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false))
 }
 
@@ -32,15 +34,19 @@ export const demo = Command.make("demo", flags, (f) =>
     if (Option.isSome(f.seeds) !== Option.isSome(f.summary)) return yield* new UsageError({ message: "--seeds and --summary go together: --seeds 1,2,3 --summary demo-seeds.md" })
     const seeds = Option.isSome(f.seeds) ? yield* seedList("--seeds", f.seeds.value) : [Option.getOrUndefined(f.seed)]
     const weights = Option.getOrUndefined(f.weights)
+    const threads = Option.getOrElse(f.threads, defaultThreads)
+    const count = yield* workerCount(f.workers, f.backend)
+    // the threads are shared out: each worker's backend gets its part (at least one)
+    const workers = count > 1 ? yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) }) : undefined
     const runs: Array<DemoMetrics> = []
     for (const seed of seeds) {
       const plan = demoPlan({ seed, quick: f.quick })
       const out = Option.isSome(f.seeds) ? path.join(f.out, `seed-${plan.seed}`) : f.out
       const text = textDemoReporter()
-      yield* run({ plan, out, weights }).pipe(
+      yield* run({ plan, out, weights, workers }).pipe(
         Stream.runForEach(f.json ? jsonDemoReporter : text.report),
         Effect.ensuring(text.close),
-        Effect.provide(backendLayer(f.backend, { threads: f.threads }))
+        Effect.provide(backendLayer(f.backend, { threads }))
       )
       runs.push(JSON.parse(yield* Effect.promise(() => fs.readFile(path.join(out, "metrics.json"), "utf8"))) as DemoMetrics)
       if (!f.json) yield* Console.log(`report: ${path.join(out, "report.html")}`)
@@ -54,4 +60,4 @@ export const demo = Command.make("demo", flags, (f) =>
       })
       if (!f.json) yield* Console.log(`${table}\nwrote ${file}`)
     }
-  })).pipe(Command.withDescription("DisenDiff beside the Custom Diffusion baseline on the built-in model: figures, metrics and an HTML report"))
+  }).pipe(Effect.scoped)).pipe(Command.withDescription("DisenDiff beside the Custom Diffusion baseline on the built-in model: figures, metrics and an HTML report"))

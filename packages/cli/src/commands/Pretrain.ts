@@ -10,7 +10,7 @@ import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import { backendLayer, backendNames, defaultThreads, threadsFlag } from "../Backends.js"
 import { ConfigFileError, UsageError } from "../Errors.js"
-import { makeGradientWorkers } from "../GradientWorkerPool.js"
+import { makeWorkerPool } from "../WorkerPool.js"
 import { formatSeconds } from "../Progress.js"
 
 const pct = (x: number) => `${Math.round(100 * x)}%`
@@ -120,7 +120,7 @@ export const pretrain = Command.make(
       }
       // the threads are shared out: each worker's backend gets its part (at least one)
       const threads = Option.getOrElse(f.threads, defaultThreads)
-      const workers = count > 1 ? yield* makeGradientWorkers({ count, config, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) }) : undefined
+      const workers = count > 1 ? (yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) })).pretrain(config) : undefined
       yield* Pretraining.pretrain({
         config,
         out: f.out,

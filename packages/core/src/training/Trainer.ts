@@ -18,16 +18,15 @@ import { CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
 import { formatVersion, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { ImageError, readImage } from "../image/Image.js"
 import { LossCalibrator } from "../loss/LossCalibrator.js"
-import { makeWeights } from "../nn/Weights.js"
 import { Optimizer, type OptimizerState, squaredNorm } from "../optim/Optimizer.js"
 import { type CheckpointEvent, NumericalError, runLoop, sumInOrder } from "./Loop.js"
-import { stream } from "../random/Rng.js"
-import { addNoise, trainingTarget } from "../schedule/NoiseSchedule.js"
-import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRuntime.js"
+import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import type { PromptError } from "../tokenizer/Tokenizer.js"
-import { checkPrompt, conceptTokens } from "./Prompt.js"
-import { type Item, makeRow, prepareImage } from "./Data.js"
+import { checkPrompt } from "./Prompt.js"
+import { type Item, prepareImage } from "./Data.js"
+import { makeTrainMicroBatch, type MicroBatchTask, readValues, type TrainData, type TrainWorkers } from "./TrainMicroBatch.js"
+import type { WorkerError } from "./WorkerError.js"
 import { effectiveLearningRate, type TrainConfig } from "./TrainConfig.js"
 import { regularizationItems } from "./Regularization.js"
 import { toHost, toTensors } from "../checkpoint/HostTensors.js"
@@ -95,6 +94,11 @@ export interface TrainOptions {
    * passes each time; 0 or absent: never. The run's result does not change.
    */
   readonly termGradientsEvery?: number | undefined
+  /**
+   * Threads that compute a step's micro-batches in parallel (with gradient accumulation above 1); the
+   * result is the same bit for bit with or without them.
+   */
+  readonly workers?: TrainWorkers | undefined
 }
 
 export const checkpointPath = (out: string) => path.join(out, "checkpoint.msgpack")
@@ -114,7 +118,7 @@ export const train = (options: TrainOptions) =>
 
 export { NumericalError }
 
-export type TrainError = ImageError | CheckpointError | NumericalError | ResumeMismatch | PromptError | OutOfMemory
+export type TrainError = ImageError | CheckpointError | NumericalError | ResumeMismatch | PromptError | OutOfMemory | WorkerError
 
 const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEvent) => Effect.Effect<unknown>) {
   const backbone = yield* Backbone
@@ -141,7 +145,6 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   if (unreadable !== undefined) return yield* unreadable
   yield* checkPrompt(backbone.tokenizer, config.prompt, caption)
   const size = backbone.info.imageSize.height
-  const latentFactor = size / backbone.info.latentShape.height
   const image = yield* readImage(config.image)
   const unusable = backbone.checkImage?.(config.image, image)
   if (unusable !== undefined) return yield* unusable
@@ -235,66 +238,24 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
     resumedFrom: options.resume?.path ?? null
   })
 
-  const { height: lh, width: lw, channels: lc } = backbone.info.latentShape
-  const B = config.batchSize
-  const needMaps = calibrator.config.enabled
+  const data: TrainData = { config, target, regularization, selection: probe.selection }
+  const microBatch = makeTrainMicroBatch({ data, backbone, probe, calibrator, names })
+  const workers = options.workers !== undefined && options.workers.count > 1 && config.gradientAccumulation > 1 ? options.workers : undefined
 
-  /**
-   * One micro-batch: loss terms [total/accum, base, bind, sep] and gradients of the first; with
-   * `termNorms`, also the gradient norms of base, bind and sep (NaN for a term that is not there).
-   */
-  const microBatch = (mb: number, termNorms = false) =>
-    runTensors("a training micro-batch", () => {
-      const rows = Array.from({ length: B }, (_, i) =>
-        makeRow({ seed: config.seed, k: mb * B + i, size, latentFactor, augment: config.augment, target, regularization, augmentTarget: backbone.augmentTarget }))
-      const encoded = rows.map((r) => backbone.tokenizer.encode(r.caption))
-      const concepts = encoded.map((e) => conceptTokens(backbone.tokenizer, e.ids))
-      const timesteps = Array.from({ length: B }, () => 0)
-      const steps = stream(config.seed, mb, "timestep")
-      for (let i = 0; i < B; i++) timesteps[i] = steps.int(0, backbone.schedule.config.numTrainTimesteps - 1)
-      const inputs = tf.tidy(() => {
-        const pixels = tf.tensor(concat(rows.map((r) => r.pixels)), [B, size, size, 3])
-        const posterior = tf.tensor(stream(config.seed, mb, "posterior").normals(B * lh * lw * lc), [B, lh, lw, lc])
-        const x0 = backbone.encodeImage(pixels, posterior)
-        const noise = tf.tensor(stream(config.seed, mb, "noise").normals(B * lh * lw * lc), [B, lh, lw, lc])
-        return {
-          zt: addNoise(backbone.schedule, x0, noise, timesteps),
-          target: trainingTarget(backbone.schedule, x0, noise, timesteps),
-          mask: tf.tensor(concat(rows.map((r) => r.mask)), [B, lh, lw, 1]),
-          ids: tf.tensor2d(encoded.map((e) => [...e.ids]), [B, backbone.tokenizer.maxLength], "int32")
+  /** The step's micro-batches, in micro-batch order: loss terms as numbers, gradients as tensors. */
+  const parts = (tasks: ReadonlyArray<MicroBatchTask>) =>
+    Effect.gen(function*() {
+      if (workers === undefined) {
+        const out: Array<{ readonly values: ReadonlyArray<number>; readonly grads: Array<tf.Tensor> }> = []
+        for (const task of tasks) {
+          const r = yield* microBatch(params, task)
+          out.push({ values: yield* readValues(r), grads: r.grads })
         }
-      })
-      const anyConcepts = concepts.some((c) => c.length > 0)
-      const xs = names.map((n) => params.get(n)!)
-      const f = (...trainables: Array<tf.Tensor>) => {
-        const w = makeWeights(backbone.parameters.frozen, new Map(names.map((n, i) => [n, trainables[i]!])))
-        const context = backbone.encodeText(w, inputs.ids)
-        const recording = needMaps && anyConcepts ? probe.record() : undefined
-        const prediction = backbone.denoise(w, { latents: inputs.zt, timesteps, context, hook: recording?.hook })
-        const terms = calibrator.loss({
-          prediction,
-          target: inputs.target,
-          mask: inputs.mask,
-          maps: recording === undefined ? undefined : probe.aggregate(recording.calls()),
-          rows: concepts
-        })
-        const nan = tf.scalar(Number.NaN)
-        return tf.stack([tf.div(terms.total, config.gradientAccumulation), terms.base, terms.bind ?? nan, terms.separation ?? nan])
+        return out
       }
-      // differentiate the first component only: the others are reported, not optimised
-      const dy = tf.tensor1d([1, 0, 0, 0])
-      const { value, grads } = tf.valueAndGrads(f)(xs, dy)
-      const norms = termNorms
-        ? tf.stack([1, 2, 3].map((k) => {
-          const one = tf.tensor1d([0, 1, 2, 3].map((j) => (j === k ? 1 : 0)))
-          const g = tf.grads(f)(xs, one)
-          const n = tf.sqrt(squaredNorm(g))
-          tf.dispose([one, ...g])
-          return n
-        }))
-        : undefined
-      tf.dispose([dy, inputs.zt, inputs.target, inputs.mask, inputs.ids])
-      return { value, grads, norms }
+      const host = yield* toHost(new Map(names.map((n) => [n, params.get(n)!])))
+      const results = yield* workers.compute(data, host, tasks)
+      return results.map((r) => ({ values: r.values, grads: r.grads.map((g, i) => tf.tensor(g, params.get(names[i]!)!.shape)) }))
     })
 
   const t0 = yield* Clock.currentTimeMillis
@@ -310,34 +271,26 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
         tStep = yield* Clock.currentTimeMillis
         const every = options.termGradientsEvery ?? 0
         const measure = every > 0 && (s === startStep || (s + 1) % every === 0)
-        const parts: Array<Array<tf.Tensor>> = []
-        const values: Array<tf.Tensor> = []
-        for (let a = 0; a < config.gradientAccumulation; a++) {
-          const { value, grads, norms } = yield* microBatch(s * config.gradientAccumulation + a, measure && a === 0)
-          if (norms !== undefined) {
-            const [base, bind, separation] = Array.from((yield* Effect.promise(() => norms.data())) as Float32Array)
-            norms.dispose()
-            const v = (yield* Effect.promise(() => value.data())) as Float32Array
-            // a term that is NaN (off, or no concept in the rows) has no gradient to speak of
-            yield* emit({
-              _tag: "TermGradients",
-              step: s + 1,
-              base: base!,
-              bind: Number.isNaN(v[2]!) ? null : bind!,
-              separation: Number.isNaN(v[3]!) ? null : separation!,
-              weight: calibrator.config.weight
-            })
-          }
-          values.push(value)
-          parts.push(grads)
-        }
-        const grads = sumInOrder(parts)
-        // one read per step: the loss terms of every micro-batch and the squared gradient norm
-        const summary = tf.tidy(() => tf.concat([...values.map((v) => tf.reshape(v, [4])), tf.reshape(squaredNorm(grads), [1])]))
-        const read = (yield* Effect.promise(() => summary.data())) as Float32Array
-        tf.dispose([summary, ...values])
         const accum = config.gradientAccumulation
-        const terms = (j: number) => Array.from({ length: accum }, (_, a) => read[4 * a + j]!)
+        const computed = yield* parts(Array.from({ length: accum }, (_, a) => ({ index: s * accum + a, termNorms: measure && a === 0 })))
+        if (measure) {
+          const [v, [base, bind, separation]] = [computed[0]!.values, computed[0]!.values.slice(4)]
+          // a term that is NaN (off, or no concept in the rows) has no gradient to speak of
+          yield* emit({
+            _tag: "TermGradients",
+            step: s + 1,
+            base: base!,
+            bind: Number.isNaN(v[2]!) ? null : bind!,
+            separation: Number.isNaN(v[3]!) ? null : separation!,
+            weight: calibrator.config.weight
+          })
+        }
+        // summed in micro-batch order wherever they were computed: the same numbers bit for bit
+        const grads = sumInOrder(computed.map((p) => p.grads))
+        const norm = tf.tidy(() => squaredNorm(grads))
+        const squared = (yield* Effect.promise(() => norm.data()))[0]!
+        norm.dispose()
+        const terms = (j: number) => computed.map((p) => p.values[j]!)
         const mean = (xs: Array<number>) => xs.reduce((sum, x) => sum + x, 0) / xs.length
         const present = (xs: Array<number>) => xs.filter((x) => !Number.isNaN(x))
         const binds = present(terms(2))
@@ -345,7 +298,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
         return {
           grads,
           loss: mean(terms(0)) * accum,
-          gradNorm: Math.sqrt(read[4 * accum]!),
+          gradNorm: Math.sqrt(squared),
           extra: { base: mean(terms(1)), bind: binds.length > 0 ? mean(binds) : null, separation: seps.length > 0 ? mean(seps) : null }
         }
       }),
@@ -374,13 +327,3 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
     }))
   )
 })
-
-const concat = (parts: ReadonlyArray<Float32Array>): Float32Array => {
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0))
-  let o = 0
-  for (const p of parts) {
-    out.set(p, o)
-    o += p.length
-  }
-  return out
-}

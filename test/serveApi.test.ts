@@ -6,8 +6,9 @@
  */
 import { Cluster, Jobs, JobStore, JobWorkflow } from "@disendiff/cli/serve"
 import { CpuBackend, encodePng } from "@disendiff/core"
-import { Effect, Layer, Logger, ManagedRuntime, Redacted } from "effect"
+import { Effect, Layer, Logger, ManagedRuntime, Redacted, Stream } from "effect"
 import * as HttpServer from "effect/http/HttpServer"
+import { SqlError, UnknownError } from "effect/sql/SqlError"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
@@ -22,7 +23,7 @@ let dir = ""
 let data = ""
 let base = ""
 let image: Uint8Array = new Uint8Array()
-let runtime: ManagedRuntime.ManagedRuntime<unknown, unknown> | undefined
+let runtime: ManagedRuntime.ManagedRuntime<Jobs | HttpServer.HttpServer, unknown> | undefined
 /** Everything the server logged (instead of the console): the token must never be in it. */
 const logged: Array<string> = []
 
@@ -77,6 +78,16 @@ const readEvents = async (r: Response): Promise<Array<SseEvent>> => {
   })
 }
 
+const logs = Logger.layer([Logger.make((options) => void logged.push(Logger.formatLogFmt.log(options)))])
+
+/** The port the server listens on, from its `HttpServer` service. */
+const portOf = (rt: ManagedRuntime.ManagedRuntime<HttpServer.HttpServer, unknown>) =>
+  rt.runPromise(Effect.gen(function*() {
+    const address = (yield* HttpServer.HttpServer).address
+    if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
+    return address.port
+  }))
+
 const waitFor = async <A>(what: string, timeoutMs: number, f: () => Promise<A | undefined>): Promise<A> => {
   const end = Date.now() + timeoutMs
   while (Date.now() < end) {
@@ -99,15 +110,10 @@ beforeAll(async () => {
     Layer.provide(CpuBackend.layer)
   )
   const jobs = Layer.mergeAll(Jobs.layer({ limits: { maxUploadBytes } }), runs).pipe(Layer.provideMerge(JobStore.layer(data)), Layer.provide(cluster))
-  const logs = Logger.layer([Logger.make((options) => void logged.push(Logger.formatLogFmt.log(options)))])
-  const server = Http.layerServer({ host: "127.0.0.1", port: 0, token: Redacted.make(token) }).pipe(Layer.provide(jobs), Layer.provide(logs))
+  const server = Http.layerServer({ host: "127.0.0.1", port: 0, token: Redacted.make(token) }).pipe(Layer.provideMerge(jobs), Layer.provide(logs))
   const rt = ManagedRuntime.make(server)
-  runtime = rt as ManagedRuntime.ManagedRuntime<unknown, unknown>
-  const address = await rt.runPromise(Effect.gen(function*() {
-    return (yield* HttpServer.HttpServer).address
-  }))
-  if (address._tag === "UnixPathAddress") throw new Error("expected a TCP address")
-  base = `http://127.0.0.1:${address.port}`
+  runtime = rt
+  base = `http://127.0.0.1:${await portOf(rt)}`
 }, 120_000)
 
 afterAll(async () => {
@@ -254,5 +260,52 @@ describe("jobs through HTTP", () => {
   it("never logs the token", () => {
     expect(logged.some((line) => line.includes("Sent HTTP response"))).toBe(true)
     expect(logged.filter((line) => line.includes(token))).toEqual([])
+  })
+})
+
+describe("server failures", () => {
+  it("a failing job store: 500 with a fixed line, the details only in the server's log", async () => {
+    const secret = "no such table: disendiff_jobs (/srv/private/jobs.sqlite)"
+    const failure = new SqlError({ reason: new UnknownError({ cause: new Error(secret), message: secret }) })
+    const broken = Layer.succeed(Jobs, {
+      limits: { maxUploadBytes, maxSteps: 5000 },
+      submit: () => Effect.fail(failure),
+      list: Effect.fail(failure),
+      get: () => Effect.fail(failure),
+      events: () => Stream.fail(failure),
+      cancel: () => Effect.fail(failure),
+      files: () => Effect.fail(failure),
+      file: () => Effect.fail(failure)
+    })
+    const rt = ManagedRuntime.make(Http.layerServer({ host: "127.0.0.1", port: 0, token: Redacted.make(token) }).pipe(Layer.provide(broken), Layer.provide(logs)))
+    try {
+      const url = `http://127.0.0.1:${await portOf(rt)}`
+      const id = "00000000-0000-0000-0000-000000000000"
+      const answers = [
+        await fetch(`${url}/jobs`, { headers: auth }),
+        await fetch(`${url}/jobs`, { method: "POST", headers: auth, body: upload(JSON.stringify({ backbone: "fake", prompt }), image) }),
+        await fetch(`${url}/jobs/${id}`, { headers: auth }),
+        await fetch(`${url}/jobs/${id}/events`, { headers: auth }),
+        await fetch(`${url}/jobs/${id}/cancel`, { method: "POST", headers: auth }),
+        await fetch(`${url}/jobs/${id}/files/checkpoint.msgpack`, { headers: auth })
+      ]
+      for (const r of answers) {
+        const line = await expectError(r, 500)
+        expect(line).toMatch(/^the server failed on this request\. Fix: /)
+        expect(line).not.toContain("sqlite")
+      }
+      expect(logged.some((l) => l.includes(secret))).toBe(true)
+    } finally {
+      await rt.dispose()
+    }
+  })
+
+  it("a port that is taken: one line naming it", async () => {
+    const port = Number(new URL(base).port)
+    const failure = await runtime!.runPromise(
+      Effect.scoped(Layer.build(Http.layer({ host: "127.0.0.1", port, token: Redacted.make(token) }))).pipe(Effect.flip)
+    )
+    expect(failure).toBeInstanceOf(Http.ServeFailed)
+    expect(failure.message).toMatch(new RegExp(`^cannot serve on 127\\.0\\.0\\.1:${port} \\(.*EADDRINUSE.*\\)\\. Fix: stop the process that holds this port`))
   })
 })

@@ -7,7 +7,7 @@
  * else the server got wrong) 500 with a fixed line, the details going to the server's log only.
  */
 import { NodeHttpServer } from "@effect/platform-node"
-import { Effect, Layer, Redacted, SchemaIssue, Stream } from "effect"
+import { Effect, Layer, Redacted, Schema, SchemaIssue, Stream } from "effect"
 import * as HttpPlatform from "effect/http/HttpPlatform"
 import * as HttpRouter from "effect/http/HttpRouter"
 import type { ServeError } from "effect/http/HttpServerError"
@@ -264,6 +264,39 @@ export const requestErrorsLayer = HttpApiMiddleware.layerSchemaErrorTransform(Re
 // ---------------------------------------------------------------------------------------------------
 // serving
 
+/** The server could not listen (port taken, no permission, an address not of this machine). */
+export class ServeFailed extends Schema.TaggedError<ServeFailed>()("ServeFailed", {
+  host: Schema.String,
+  port: Schema.Number,
+  reason: Schema.String,
+  fix: Schema.String
+}) {
+  override get message() {
+    return `cannot serve on ${this.host}:${this.port} (${this.reason}). Fix: ${this.fix}`
+  }
+}
+
+const serveFailed = (options: ServeOptions, e: ServeError) => {
+  const code = typeof e.cause === "object" && e.cause !== null && "code" in e.cause ? String(e.cause.code) : ""
+  const reason = e.cause instanceof Error ? e.cause.message : String(e.cause)
+  const fix = code === "EADDRINUSE"
+    ? "stop the process that holds this port, or choose another --port"
+    : code === "EACCES"
+    ? "ports below 1024 need privileges: choose a --port above 1024"
+    : code === "EADDRNOTAVAIL" || code === "ENOTFOUND"
+    ? "give a --host that is an address of this machine (127.0.0.1, or 0.0.0.0 for every interface)"
+    : "check --host and --port"
+  return new ServeFailed({ host: options.host, port: options.port, reason, fix })
+}
+
+/** Node's HTTP server at `host:port`, its failure to listen as one line. */
+const nodeServer = (options: ServeOptions) => {
+  const server = NodeHttpServer.layer(createServer, { host: options.host, port: options.port })
+  return server.pipe(
+    Layer.catchTag("ServeError", (e) => Layer.effectContext<Layer.Success<typeof server>, ServeFailed, never>(Effect.fail(serveFailed(options, e))))
+  )
+}
+
 /** The API's routes (and the OpenAPI document at `/openapi.json`) on an `HttpRouter`. */
 export const routes = (token: Redacted.Redacted<string>) =>
   HttpApiBuilder.layer(Api, { openapiPath }).pipe(
@@ -278,11 +311,9 @@ export const routes = (token: Redacted.Redacted<string>) =>
  */
 export const layerServer = (options: ServeOptions) =>
   HttpRouter.serve(routes(options.token)).pipe(
-    Layer.provideMerge(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+    Layer.provideMerge(nodeServer(options))
   )
 
 /** Serves the API with Node's HTTP server at `host:port` until the layer's scope closes. */
-export const layer = (options: ServeOptions): Layer.Layer<never, ServeError, Jobs> =>
-  HttpRouter.serve(routes(options.token)).pipe(
-    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
-  )
+export const layer = (options: ServeOptions): Layer.Layer<never, ServeFailed, Jobs> =>
+  HttpRouter.serve(routes(options.token)).pipe(Layer.provide(nodeServer(options)))

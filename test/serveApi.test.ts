@@ -63,7 +63,7 @@ interface SseEvent {
   readonly data: any
 }
 
-/** Reads a whole Server-Sent Events answer (the stream ends when the job does). */
+/** Reads a whole Server-Sent Events answer (the stream ends when the job does), without its keep-alive pings. */
 const readEvents = async (r: Response): Promise<Array<SseEvent>> => {
   expect(r.status).toBe(200)
   expect(r.headers.get("content-type")).toContain("text/event-stream")
@@ -75,7 +75,7 @@ const readEvents = async (r: Response): Promise<Array<SseEvent>> => {
       if (at > 0) fields.set(line.slice(0, at), line.slice(at + 1).trimStart())
     }
     return { id: fields.get("id"), event: fields.get("event"), data: JSON.parse(fields.get("data") ?? "null") }
-  })
+  }).filter((e) => e.event !== "ping")
 }
 
 const logs = Logger.layer([Logger.make((options) => void logged.push(Logger.formatLogFmt.log(options)))])

@@ -92,11 +92,11 @@ export const SubmitPayload = Schema.Struct({
  * One event of a job as Server-Sent Events: `id` is the event's sequence number (send it back as
  * `Last-Event-ID` or `?after=` to continue after it), `data` the event as JSON `{ seq, at, event }`.
  * A failure of the server mid-stream ends the stream with an event named `error` (data `{ error }`,
- * no id).
+ * no id); an event named `ping` every 15 s keeps proxies from closing a quiet stream.
  */
 export const JobEventSse = Schema.Struct({
   id: Schema.optional(Schema.String),
-  /** "message" (SSE's default type, not written out) or "error". */
+  /** "message" (SSE's default type, not written out), "ping" or "error". */
   event: Schema.String,
   data: Schema.String
 })

@@ -142,6 +142,9 @@ const contentTypeOf = (file: string) => {
   }
 }
 
+/** An event named `ping` every 15 s of a job's events (EventSource's onmessage does not see it). */
+const keepAlive = Stream.tick("15 seconds").pipe(Stream.drop(1), Stream.as({ event: "ping", data: "{}" }))
+
 /** The `jobs` group on the `Jobs` service. */
 export const JobsHandlers = HttpApiBuilder.group(Api, "jobs", (handlers) =>
   Effect.gen(function*() {
@@ -206,7 +209,9 @@ export const JobsHandlers = HttpApiBuilder.group(Api, "jobs", (handlers) =>
                   Effect.as({ event: "error", data: JSON.stringify({ error: internalLine }) })
                 )
               )
-            )
+            ),
+            // a queued job can be silent for long: proxies close SSE answers that send nothing
+            Stream.merge(keepAlive, { haltStrategy: "left" })
           )
         }, storeErrors("reading a job's events"))
       )

@@ -13,7 +13,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import * as Http from "../packages/cli/src/serve/Http.js"
-import { tempDir } from "./cli.js"
+import { disendiff, tempDir } from "./cli.js"
 
 const token = "test-token-7f3a"
 const maxUploadBytes = 64 * 1024
@@ -191,6 +191,10 @@ describe("requests that are refused, with nothing stored", () => {
 describe("jobs through HTTP", () => {
   it("one job end to end: submit, follow its events to the end, read its record, download its files", async () => {
     const config = { backbone: "fake", prompt, steps: 20, seed: 1, samples: { prompts: ["<v1> cat"], n: 1, seed: 7, steps: 2 } }
+    // the same training by the CLI, meanwhile: the job must end with its digest
+    const imageFile = path.join(dir, "a.png")
+    await fs.writeFile(imageFile, image)
+    const cli = disendiff(["train", "--backbone", "fake", "--image", imageFile, "--prompt", prompt, "--seed", "1", "--steps", "20", "--out", path.join(dir, "cli"), "--json", "--backend", "cpu"])
     const submitted = await submit(JSON.stringify(config))
     expect(submitted.status).toBe(201)
     const job = await json(submitted)
@@ -214,6 +218,10 @@ describe("jobs through HTTP", () => {
 
     const record = await json(await fetch(`${base}/jobs/${job.id}`, { headers: auth }))
     expect(record).toMatchObject({ id: job.id, status: "succeeded", step: 20, digest: last.digest, error: null })
+    const trained = await cli
+    expect(trained.code, trained.stderr).toBe(0)
+    const finished = trained.stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l)).find((e) => e._tag === "Finished")
+    expect(record.digest).toBe(finished?.digest)
     expect(record.files).toEqual(expect.arrayContaining(["checkpoint.msgpack", "samples/000-seed7.png"]))
     expect(record.files.some((f: string) => /^deltas\/.*\.safetensors$/.test(f))).toBe(true)
     expect(await json(await fetch(`${base}/jobs`, { headers: auth }))).toEqual([expect.objectContaining({ id: job.id, status: "succeeded" })])

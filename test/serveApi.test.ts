@@ -138,6 +138,9 @@ describe("requests that are refused, with nothing stored", () => {
     await expectError(await fetch(`${base}/jobs`), 401)
     await expectError(await fetch(`${base}/jobs`, { headers: { authorization: `Bearer ${token}x` } }), 401)
     await expectError(await fetch(`${base}/jobs/nope/events`), 401)
+    // the token is checked first: a bad request without it says nothing about the request
+    await expectError(await fetch(`${base}/jobs/nope/events?after=soon`), 401)
+    await expectError(await fetch(`${base}/jobs/nope/files/checkpoint.msgpack`, { headers: { authorization: "Bearer" } }), 401)
     await expectNothingStored()
   })
 

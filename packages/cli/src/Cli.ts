@@ -10,13 +10,14 @@ import { builtinReport } from "./commands/BuiltinReport.js"
 import { exportBuiltin, pretrain } from "./commands/Pretrain.js"
 import { recipeSearch } from "./commands/RecipeSearch.js"
 import { sample } from "./commands/Sample.js"
+import { serve } from "./commands/Serve.js"
 import { train } from "./commands/Train.js"
 
 export const version = "0.1.0"
 
 export const disendiff = Command.make("disendiff").pipe(
   Command.withDescription("DisenDiff: personalise text-to-image diffusion models from one image holding several concepts"),
-  Command.withSubcommands([demo, compare, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport, recipeSearch])
+  Command.withSubcommands([demo, compare, train, sample, attention, checkpoint, checkModel, bench, pretrain, exportBuiltin, builtinReport, recipeSearch, serve])
 )
 
 export const run = Command.run(disendiff, { version })

@@ -17,8 +17,8 @@ export const JobRecord = Schema.Struct({
   createdAt: Schema.String,
   updatedAt: Schema.String,
   status: JobStatus,
-  step: Schema.Number,
-  totalSteps: Schema.Number,
+  step: Schema.Int,
+  totalSteps: Schema.Int,
   /** SHA-256 over the trained tensors and optimizer state (`snapshotDigest`), once trained. */
   digest: Schema.NullOr(Schema.String),
   error: Schema.NullOr(Schema.String),

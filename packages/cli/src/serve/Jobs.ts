@@ -64,7 +64,10 @@ export class Jobs extends Context.Service<Jobs, {
                 },
                 catch: (e) => new JobRejected({ input: "storage", reason: `cannot write the job's files (${String(e)})`, fix: "check the server's --data folder" })
               })
-              const record = yield* store.create(jobId, spec.config.steps)
+              // a record that cannot be written leaves no folder behind
+              const record = yield* store.create(jobId, spec.config.steps).pipe(
+                Effect.tapError(() => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })))
+              )
               yield* store.appendEvent(jobId, { _tag: "Submitted", totalSteps: spec.config.steps })
               yield* PersonaliseJob.execute({ jobId }, { discard: true }).pipe(Effect.provideService(WorkflowEngine, engine))
               return record

@@ -15,7 +15,22 @@ import * as Client from "effect/sql/SqlClient"
 import type { Connection } from "effect/sql/SqlConnection"
 import { classifySqliteError, SqlError } from "effect/sql/SqlError"
 import * as Statement from "effect/sql/Statement"
-import { DatabaseSync, type StatementSync } from "node:sqlite"
+import type { DatabaseSync, StatementSync } from "node:sqlite"
+
+/**
+ * `node:sqlite`, loaded on first use without its "experimental" warning: Node 22 prints it on every
+ * start, and the service's users cannot act on it (the module is stable in Node 23.4+).
+ */
+const loadSqlite = Effect.promise(async () => {
+  const emit = process.emitWarning
+  process.emitWarning = ((warning: string | Error, ...rest: Array<never>) =>
+    String(warning).includes("SQLite is an experimental feature") ? undefined : emit.call(process, warning, ...rest)) as typeof process.emitWarning
+  try {
+    return (await import("node:sqlite")).DatabaseSync
+  } finally {
+    process.emitWarning = emit
+  }
+})
 
 export interface SqliteOptions {
   readonly filename: string
@@ -33,8 +48,9 @@ const failure = (operation: string) => (cause: unknown) => {
 
 const open = (options: SqliteOptions) =>
   Effect.gen(function*() {
-    const db = yield* Effect.acquireRelease(
-      Effect.try({ try: () => new DatabaseSync(options.filename), catch: failure("open") }),
+    const Database = yield* loadSqlite
+    const db: DatabaseSync = yield* Effect.acquireRelease(
+      Effect.try({ try: () => new Database(options.filename), catch: failure("open") }),
       (d) => Effect.sync(() => d.close())
     )
     yield* Effect.try({

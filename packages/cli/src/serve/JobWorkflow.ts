@@ -93,7 +93,13 @@ const trainTo = Effect.fn("Job.trainTo")(function*(jobId: string, target: number
           yield* store.appendEvent(jobId, { ...event, totalSteps: spec.config.steps, runner: runner.name })
           return
         }
-        yield* store.appendEvent(jobId, event._tag === "Step" ? { ...event, totalSteps: spec.config.steps } : event)
+        // the run's ETA is to the chunk's end; the job's is to its last step
+        const perStep = (e: { readonly step: number; readonly etaSeconds: number; readonly stepSeconds: number }) =>
+          target > e.step ? e.etaSeconds / (target - e.step) : e.stepSeconds
+        yield* store.appendEvent(
+          jobId,
+          event._tag === "Step" ? { ...event, totalSteps: spec.config.steps, etaSeconds: perStep(event) * (spec.config.steps - event.step) } : event
+        )
         if (event._tag !== "Step") return
         yield* store.update(jobId, { step: event.step })
         // a cancel request stops the run at this step boundary; the trainer saves its checkpoint

@@ -17,7 +17,7 @@ import {
 import { Effect, Layer, Option } from "effect"
 import { Flag } from "effect/cli"
 import { backendLayer, backendNames, threadsFlag } from "./Backends.js"
-import { backboneLayer } from "./commands/Train.js"
+import { backboneLayer, backboneSpec } from "./commands/Train.js"
 
 export const modelFlags = {
   backbone: Flag.Literals("backbone", backboneKinds).pipe(Flag.withDescription("toy (built-in, default), sd (a diffusers folder) or fake"), Flag.optional),
@@ -77,7 +77,7 @@ export const loadModel = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
         }
         return undefined
       })
-    return { layer, trained, modifiers: r.modifiers, config: r.config }
+    return { layer, trained, modifiers: r.modifiers, config: r.config, spec: backboneSpec(r.config, r.modifiers) }
   })
 
 export type ModelLayer = Layer.Layer<Backbone | TensorRuntime, unknown>

@@ -87,10 +87,15 @@ export const samplingProgress = (images: number, batchSize: number) => {
   const bar = tty ? new SingleBar({ format: "sampling [{bar}] {percentage}% | ETA {etaText}", hideCursor: true }) : undefined
   const started = Date.now()
   let lastTenth = -1
+  // per chunk (its first image) the fraction of its steps done: chunks on worker threads run at once
+  const chunks = new Map<number, number>()
   return {
     onStep: (done: number, total: number, first: number) =>
       Effect.sync(() => {
-        const fraction = (first + Math.min(batchSize, images - first) * (done / total)) / images
+        chunks.set(first, done / total)
+        let sum = 0
+        for (const [f, part] of chunks) sum += Math.min(batchSize, images - f) * part
+        const fraction = sum / images
         const eta = fraction > 0 ? ((Date.now() - started) / 1000) * (1 - fraction) / fraction : Number.POSITIVE_INFINITY
         if (bar !== undefined) {
           if (lastTenth === -1) bar.start(100, 0, { etaText: "?" })

@@ -1,6 +1,7 @@
 /** `disendiff sample`: images from prompts with the base or a personalised model, seeded, as PNGs. */
-import { Backbone, prepareImage, readImage, Sampler, writePng } from "@disendiff/core"
-import { Console, Effect, Layer, Option } from "effect"
+import { Backbone, HostTensors, prepareImage, readImage, writePng } from "@disendiff/core"
+import { sampleJob } from "@disendiff/core/sampling/SampleJob.js"
+import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -8,6 +9,8 @@ import { UsageError } from "../Errors.js"
 import { intInRange, outputFolder } from "../Preflight.js"
 import { samplingProgress } from "../Progress.js"
 import { loadModel, modelFlags } from "../Model.js"
+import { defaultThreads } from "../Backends.js"
+import { makeWorkerPool, workerCount, workersFlag } from "../WorkerPool.js"
 
 export const sample = Command.make(
   "sample",
@@ -23,7 +26,8 @@ export const sample = Command.make(
     negative: Flag.String("negative").pipe(Flag.withDescription("negative prompt"), Flag.withDefault("")),
     inpaint: Flag.String("inpaint").pipe(Flag.withDescription("inpaint this image: keep it outside --mask, generate inside"), Flag.optional),
     mask: Flag.String("mask").pipe(Flag.withDescription("inpainting mask image: white = generate, black = keep"), Flag.optional),
-    out: Flag.String("out").pipe(Flag.withDescription("output folder for the PNGs"))
+    out: Flag.String("out").pipe(Flag.withDescription("output folder for the PNGs")),
+    workers: workersFlag
   },
   (f) =>
     Effect.gen(function*() {
@@ -36,11 +40,17 @@ export const sample = Command.make(
       const prompts = f.prompt.flatMap((p) => Array.from({ length: f.n }, () => p))
       const seeds = prompts.map((_, i) => f.seed + i)
       const sampleBatch = f.batch
+      // whole batches of images on worker threads: only several batches have work to share
+      const count = Math.min(yield* workerCount(f.workers, f.backend), Math.ceil(prompts.length / sampleBatch))
+      const threads = Option.getOrElse(f.threads, defaultThreads)
+      const workers = count > 1 && model.spec !== undefined
+        ? (yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) })).sample(model.spec)
+        : undefined
       const result = yield* Effect.gen(function*() {
         const backbone = yield* Backbone
-        const sampler = yield* Sampler
         yield* intInRange("steps", f.steps, 1, backbone.schedule.config.numTrainTimesteps)
         const trained = yield* model.trained(backbone)
+        const host = trained === undefined ? undefined : yield* HostTensors.toHost(trained)
         const { height: H, width: W } = backbone.info.imageSize
         const source = f.inpaint
         const maskFile = f.mask
@@ -54,7 +64,7 @@ export const sample = Command.make(
           })
           : undefined
         const progress = samplingProgress(prompts.length, sampleBatch)
-        return yield* sampler.sample({
+        return yield* sampleJob(backbone, {
           inpaint,
           prompts,
           seeds,
@@ -62,11 +72,10 @@ export const sample = Command.make(
           guidance: f.guidance,
           eta: f.eta,
           negativePrompt: f.negative,
-          trained,
-          batchSize: sampleBatch,
-          onStep: progress.onStep
-        }).pipe(Effect.ensuring(progress.close))
-      }).pipe(Effect.provide(Sampler.layer.pipe(Layer.provideMerge(model.layer))))
+          trained: host,
+          batchSize: sampleBatch
+        }, { onStep: progress.onStep, workers }).pipe(Effect.ensuring(progress.close))
+      }).pipe(Effect.provide(model.layer))
       yield* Effect.promise(() => fs.mkdir(f.out, { recursive: true }))
       const files: Array<{ file: string; prompt: string; seed: number }> = []
       for (const [i, img] of result.images.entries()) {
@@ -76,5 +85,5 @@ export const sample = Command.make(
       }
       yield* Effect.promise(() => fs.writeFile(path.join(f.out, "samples.json"), JSON.stringify({ steps: f.steps, guidance: f.guidance, eta: f.eta, images: files }, null, 2)))
       yield* Console.log(`wrote ${files.length} images to ${f.out}`)
-    })
+    }).pipe(Effect.scoped)
 ).pipe(Command.withDescription("generate images from prompts, with the base model or trained weights"))

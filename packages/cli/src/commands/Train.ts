@@ -18,7 +18,6 @@ import {
   CheckpointFile,
   checkPromptWords,
   defaultTrainConfig,
-  FakeBackbone,
   LossCalibrator,
   Optimizer,
   readImage,
@@ -28,12 +27,13 @@ import {
   Trainer,
   trainableSets
 } from "@disendiff/core"
-import { ToyBackbone } from "@disendiff/builtin"
+import { type BackboneSpec, backboneSpecLayer, ToyBackbone } from "@disendiff/builtin"
 import { Effect, Layer, Option, Schema, SchemaIssue, Stream } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
+import { backendLayer, backendNames, defaultThreads, threadsFlag } from "../Backends.js"
+import { makeWorkerPool, workerCount, workersFlag } from "../WorkerPool.js"
 import { ConfigFileError, FlagError, OutputError, UsageError } from "../Errors.js"
 import { outputFolder } from "../Preflight.js"
 import { jsonReporter, textReporter } from "../Progress.js"
@@ -57,6 +57,7 @@ const flags = {
   checkpointEvery: Flag.Int("checkpoint-every").pipe(Flag.withDescription("also save every K steps"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
   threads: threadsFlag,
+  workers: workersFlag,
   json: Flag.Boolean("json").pipe(Flag.withDescription("print one JSON event per line"), Flag.withDefault(false)),
   config: Flag.String("config").pipe(Flag.withDescription("a JSON file with any TrainConfig fields (flags override it)"), Flag.optional),
   lr: Flag.Finite("lr").pipe(Flag.withDescription("base learning rate (scaled by batch x accumulation unless the config says not to)"), Flag.optional),
@@ -193,21 +194,31 @@ export const resolveConfig = Effect.fn("train.resolveConfig")(function*(f: Flags
   return { config, resume: undefined }
 })
 
-/** The services a run needs, for its backbone and configuration. */
-export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>): Layer.Layer<Backbone, UsageError | ModelError | OutOfMemory, TensorRuntime> => {
+/**
+ * The backbone as plain data where a worker thread can build the same one (the built-in model and the
+ * fake; Stable Diffusion stays in one thread).
+ */
+export const backboneSpec = (config: TrainConfig, modifiers: ReadonlyArray<string>): BackboneSpec | undefined => {
   const classWords = modifiers.map((m) => config.prompt.split(/\s+/)[config.prompt.split(/\s+/).indexOf(m) + 1] ?? "")
-  const common = { modifiers, trainable: config.trainable, modifierInit: config.modifierInit, classWords }
   switch (config.backbone) {
     case "fake":
-      return FakeBackbone.layer({ modifiers, trainable: config.trainable })
+      return { kind: "fake", options: { modifiers, trainable: config.trainable } }
     case "toy":
       // --model, if given, is a built-in-model weights file (default: the committed one)
-      return ToyBackbone.layer({ ...common, weights: config.model ?? undefined })
+      return { kind: "toy", options: { modifiers, trainable: config.trainable, modifierInit: config.modifierInit, classWords, weights: config.model ?? undefined } }
     case "sd":
-      return config.model === null
-        ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd: no --model given. Fix: give --model DIR, a diffusers Stable Diffusion 1.x folder" })))
-        : StableDiffusion.layer({ ...common, model: config.model, batchSize: config.batchSize })
+      return undefined
   }
+}
+
+/** The services a run needs, for its backbone and configuration. */
+export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>): Layer.Layer<Backbone, UsageError | ModelError | OutOfMemory, TensorRuntime> => {
+  const spec = backboneSpec(config, modifiers)
+  if (spec !== undefined) return backboneSpecLayer(spec)
+  const classWords = modifiers.map((m) => config.prompt.split(/\s+/)[config.prompt.split(/\s+/).indexOf(m) + 1] ?? "")
+  return config.model === null
+    ? Layer.unwrap(Effect.fail(new UsageError({ message: "--backbone sd: no --model given. Fix: give --model DIR, a diffusers Stable Diffusion 1.x folder" })))
+    : StableDiffusion.layer({ modifiers, trainable: config.trainable, modifierInit: config.modifierInit, classWords, model: config.model, batchSize: config.batchSize })
 }
 
 export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>) => {
@@ -282,10 +293,17 @@ export const train = Command.make("train", flags, (f) =>
     // temporary files of checkpoint writes that a killed run left behind
     yield* CheckpointFile.removeStaleTemporaries(out)
     const modifiers = [...new Set(config.prompt.match(/<[^<>\s]+>/g) ?? [])]
+    // micro-batches on worker threads: only a step of several has work to share
+    const count = Math.min(yield* workerCount(f.workers, f.backend), config.gradientAccumulation)
+    const spec = backboneSpec(config, modifiers)
+    const threads = Option.getOrElse(f.threads, defaultThreads)
+    const workers = count > 1 && spec !== undefined
+      ? (yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) })).train(spec)
+      : undefined
     const reporter = f.json ? jsonReporter : textReporter()
-    yield* Trainer.train({ config, out: f.out, resume, onInterrupted: reporter.interrupted }).pipe(
+    yield* Trainer.train({ config, out: f.out, resume, onInterrupted: reporter.interrupted, workers }).pipe(
       Stream.runForEach(reporter.report),
       Effect.ensuring(reporter.close),
-      Effect.provide(trainingLayer(config, modifiers).pipe(Layer.provideMerge(backendLayer(f.backend, { threads: f.threads }))))
+      Effect.provide(trainingLayer(config, modifiers).pipe(Layer.provideMerge(backendLayer(f.backend, { threads }))))
     )
-  })).pipe(Command.withDescription("personalise a model on one image holding several concepts (DisenDiff)"))
+  }).pipe(Effect.scoped)).pipe(Command.withDescription("personalise a model on one image holding several concepts (DisenDiff)"))

@@ -1,6 +1,7 @@
 /** Runs the built `disendiff` command as a child process, as a user would. */
 import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -53,3 +54,13 @@ export const digestOf = async (file: string): Promise<string> => {
   if (r.code !== 0) throw new Error(`inspect failed: ${r.stderr}`)
   return JSON.parse(r.stdout).digest
 }
+
+/** A TCP port that was free a moment ago on the loopback. */
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = net.createServer()
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(port))
+    })
+  })

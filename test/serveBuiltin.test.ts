@@ -7,25 +7,15 @@ import { World } from "@disendiff/builtin"
 import { encodePng } from "@disendiff/core"
 import { spawn } from "node:child_process"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { digestOf, disendiff, root, tempDir } from "./cli.js"
+import { digestOf, disendiff, freePort, root, tempDir } from "./cli.js"
 
 const token = "serve-builtin-token"
 const prompt = "a <v1> circle and a <v2> square on a gray background"
 const samplePrompt = "a <v1> circle on a white background"
 let dir = ""
 let image = ""
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
 
 beforeAll(async () => {
   dir = await tempDir()

@@ -12,10 +12,9 @@ import { WasmBackend } from "@disendiff/backend-wasm"
 import { Duration, Effect, Layer, ManagedRuntime, Redacted } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
 import * as fs from "node:fs/promises"
-import * as net from "node:net"
 import * as path from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { root, tempDir } from "./cli.js"
+import { freePort, root, tempDir } from "./cli.js"
 
 const bin = path.join(root, "packages/cli/dist/bin.js")
 const prompt = "<v1> cat and <v2> dog"
@@ -28,15 +27,6 @@ let imageBytes: Uint8Array = new Uint8Array()
 const reference = new Map<number, string>()
 
 const jobConfig = (seed: number) => JSON.stringify({ backbone: "fake", prompt, steps, seed, batchSize: 1, gradientAccumulation: 1 })
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = net.createServer()
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(port))
-    })
-  })
 
 const cliTrain = (seed: number, out: string, image: string) =>
   new Promise<string>((resolve, reject) => {

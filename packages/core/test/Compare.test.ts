@@ -96,6 +96,18 @@ describe("methods", () => {
     assert.strictEqual(setup("twice-suppression").calibration.suppression, "twice")
     assert.strictEqual(setup("trainable-attn2").trainable, "attn2")
   })
+
+  it("calibration-weight variants: DisenDiff with only the weight changed, by --weights or by id", () => {
+    const parsed = parseMethods({ methods: "disendiff,custom-diffusion", weights: "0.1, 1,0.1" })
+    assert.deepStrictEqual(parsed, { ok: true, ids: ["disendiff", "custom-diffusion", "disendiff-w0.1", "disendiff-w1"] })
+    assert.deepStrictEqual(parseMethods({ methods: "disendiff-w0.3" }), { ok: true, ids: ["disendiff-w0.3"] })
+    for (const bad of ["0", "-1", "x", "1e400"]) assert.isFalse(parseMethods({ weights: bad }).ok, bad)
+    assert.isUndefined(methodDefinition("disendiff-w0.10"))
+    const variant = methodDefinition("disendiff-w0.3")!
+    const config = variant.setup(base, paperSchedules)
+    assert.deepStrictEqual(config, { ...base, calibration: { ...base.calibration, weight: 0.3 } })
+    assert.strictEqual(variant.kind, "weight")
+  })
 })
 
 const layers = (config: TrainConfig) => FakeBackbone.layer({ modifiers: ["<v1>", "<v2>"], trainable: config.trainable })

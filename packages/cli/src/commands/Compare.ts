@@ -26,6 +26,10 @@ const flags = {
   ),
   ablations: Flag.String("ablations").pipe(Flag.withDescription("add the paper's ablations: all, or some of no-bind,no-separation,separate-only,no-suppression,twice-suppression,no-gaussian,all-resolutions"), Flag.optional),
   trainable: Flag.String("trainable").pipe(Flag.withDescription("add DisenDiff with other trainable sets: all, or qkv,attn2"), Flag.optional),
+  calibrationWeights: Flag.String("calibration-weights").pipe(
+    Flag.withDescription("add DisenDiff once per attention-term weight (IoU_alpha, official 0.01), e.g. 0.01,0.1,1: the calibration-strength sweep"),
+    Flag.optional
+  ),
   seeds: Flag.String("seeds").pipe(Flag.withDescription("training seeds, e.g. 1,2,3 (default 1,2,3)"), Flag.optional),
   quick: Flag.Boolean("quick").pipe(Flag.withDescription("the demo's quick settings: fewer steps and samples"), Flag.withDefault(false)),
   jobs: Flag.Int("jobs").pipe(Flag.withDescription("cells at once, each on its own worker thread (default: one per core); results are the same for any N"), Flag.optional),
@@ -82,7 +86,12 @@ const textReporter = () => {
 
 export const compare = Command.make("compare", flags, (f) =>
   Effect.gen(function*() {
-    const parsed = parseMethods({ methods: Option.getOrUndefined(f.methods), ablations: Option.getOrUndefined(f.ablations), trainable: Option.getOrUndefined(f.trainable) })
+    const parsed = parseMethods({
+      methods: Option.getOrUndefined(f.methods),
+      ablations: Option.getOrUndefined(f.ablations),
+      trainable: Option.getOrUndefined(f.trainable),
+      weights: Option.getOrUndefined(f.calibrationWeights)
+    })
     if (!parsed.ok) return yield* new UsageError({ message: `no method "${parsed.unknown}": choose from ${parsed.choices.join(", ")}` })
     const seeds = Option.isSome(f.seeds) ? yield* seedList("--seeds", f.seeds.value) : undefined
     const cores = Math.max(1, os.availableParallelism())

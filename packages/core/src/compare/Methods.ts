@@ -44,7 +44,7 @@ export const paperSchedules: MethodSchedules = {
   dreambooth: { steps: 250, learningRate: 5e-6, batchSize: 2, classImages: 200, classPrompt: null }
 }
 
-export type MethodKind = "method" | "ablation" | "trainable"
+export type MethodKind = "method" | "ablation" | "trainable" | "weight"
 
 export interface MethodDefinition {
   readonly id: string
@@ -136,7 +136,23 @@ const definitions: ReadonlyArray<MethodDefinition> = [
 
 export const methodIds: ReadonlyArray<string> = definitions.map((d) => d.id)
 
-export const methodDefinition = (id: string): MethodDefinition | undefined => definitions.find((d) => d.id === id)
+/** DisenDiff with the attention terms' weight (IoU_alpha) set to `weight`: one point of the calibration-strength sweep. */
+export const weightVariantId = (weight: number) => `disendiff-w${weight}`
+
+const weightVariant = (id: string): MethodDefinition | undefined => {
+  const m = /^disendiff-w(\d+(?:\.\d+)?(?:e-?\d+)?)$/.exec(id)
+  const weight = m === null ? NaN : Number(m[1])
+  if (!(weight > 0 && Number.isFinite(weight)) || weightVariantId(weight) !== id) return undefined
+  return {
+    id,
+    label: `DisenDiff, weight ${weight}`,
+    kind: "weight",
+    source: `DisenDiff with the attention terms' weight IoU_alpha ${weight} (official 0.01, tuned for SD's loss scale): the calibration-strength sweep`,
+    setup: (c) => ({ ...c, calibration: { ...c.calibration, weight } })
+  }
+}
+
+export const methodDefinition = (id: string): MethodDefinition | undefined => definitions.find((d) => d.id === id) ?? weightVariant(id)
 
 /** Every method, in the order of the comparison's tables. */
 export const allMethods: ReadonlyArray<MethodDefinition> = definitions
@@ -146,7 +162,13 @@ export const allMethods: ReadonlyArray<MethodDefinition> = definitions
  * ("all", or comma-separated ablation ids) and `trainable` ("all", or qkv, attn2) added after them.
  * Returns the ids in the order asked, without repeats, or the first unknown name.
  */
-export const parseMethods = (o: { readonly methods?: string | undefined; readonly ablations?: string | undefined; readonly trainable?: string | undefined }):
+export const parseMethods = (o: {
+  readonly methods?: string | undefined
+  readonly ablations?: string | undefined
+  readonly trainable?: string | undefined
+  /** Calibration weights: DisenDiff once per weight ("0.01,0.1,1"). */
+  readonly weights?: string | undefined
+}):
   | { readonly ok: true; readonly ids: ReadonlyArray<string> }
   | { readonly ok: false; readonly unknown: string; readonly choices: ReadonlyArray<string> } => {
   const split = (s: string) => s.split(",").map((x) => x.trim()).filter((x) => x.length > 0)
@@ -157,7 +179,7 @@ export const parseMethods = (o: { readonly methods?: string | undefined; readonl
     return true
   }
   const methods = o.methods === undefined ? [...BASE_METHODS] : o.methods.trim() === "all" ? methodIds : split(o.methods)
-  for (const m of methods) if (!add(m, methodIds)) return { ok: false, unknown: m, choices: methodIds }
+  for (const m of methods) if (!add(m, weightVariant(m) === undefined ? methodIds : [m])) return { ok: false, unknown: m, choices: methodIds }
   if (o.ablations !== undefined) {
     const list = o.ablations.trim() === "all" ? ABLATIONS : split(o.ablations)
     for (const a of list) if (!add(a, ABLATIONS)) return { ok: false, unknown: a, choices: ABLATIONS }
@@ -165,6 +187,12 @@ export const parseMethods = (o: { readonly methods?: string | undefined; readonl
   if (o.trainable !== undefined) {
     const list = o.trainable.trim() === "all" ? TRAINABLE_METHODS : split(o.trainable).map((t) => (t.startsWith("trainable-") ? t : `trainable-${t}`))
     for (const t of list) if (!add(t, TRAINABLE_METHODS)) return { ok: false, unknown: t, choices: ["qkv", "attn2"] }
+  }
+  if (o.weights !== undefined) {
+    for (const w of split(o.weights)) {
+      const id = weightVariantId(Number(w))
+      if (!(Number(w) > 0) || weightVariant(id) === undefined || !add(id, [id])) return { ok: false, unknown: w, choices: ["positive numbers, e.g. 0.01,0.1,1"] }
+    }
   }
   return { ok: true, ids }
 }

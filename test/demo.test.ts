@@ -20,7 +20,7 @@ const tinyPlan = () => {
   return {
     ...plan,
     // two copies of the target and two renders make one epoch of 4 rows: every step holds the target twice
-    training: { ...plan.training, steps: 2, batchSize: 2, regularizationImages: 2 },
+    training: { ...plan.training, steps: 2, batchSize: 4, regularizationImages: 2 },
     sampling: { ...plan.sampling, steps: 2, seedsPerPrompt: 1 },
     attentionTimesteps: [500]
   }

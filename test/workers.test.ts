@@ -17,12 +17,12 @@ import { writeToyWeights } from "../packages/builtin/test/fixtures.js"
 import { makeWorkerPool } from "../packages/cli/dist/WorkerPool.js"
 import { disendiff, digestOf } from "./cli.js"
 
-/** Two training steps of two micro-batches, every prompt with one seed (two chunks), two sampling steps. */
+/** Two training steps of 4 rows, every prompt with one seed (two batches), two sampling steps. */
 const tinyPlan = () => {
   const plan = demoPlan({ seed: 5, quick: true })
   return {
     ...plan,
-    training: { ...plan.training, steps: 2, batchSize: 2, gradientAccumulation: 2, regularizationImages: 2 },
+    training: { ...plan.training, steps: 2, regularizationImages: 2 },
     sampling: { ...plan.sampling, steps: 2, seedsPerPrompt: 1 },
     attentionTimesteps: [500]
   }

@@ -6,7 +6,7 @@
  * nothing of this world.
  */
 export * as ToyBackbone from "./backbone/ToyBackbone.js"
-export { type BackboneSpec, backboneSpecLayer, type BackboneWorkers } from "./backbone/BackboneSpec.js"
+export { type BackboneSpec, backboneSpecLayer, type BackboneWorkers, type TrainRun } from "./backbone/BackboneSpec.js"
 export * as ToyModel from "./models/ToyModel.js"
 export * as World from "./world/index.js"
 export * as Pretraining from "./pretraining/Pretrain.js"

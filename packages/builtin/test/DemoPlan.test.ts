@@ -51,7 +51,7 @@ describe("the demo's fixed plan", () => {
     expect(a.calibration.weight).toBe(0.01)
     expect(b.calibration.enabled).toBe(false)
     expect({ ...a, calibration: null }).toEqual({ ...b, calibration: null })
-    expect(a).toMatchObject({ backbone: "toy", template: "{}", seed: DEMO_SEED, steps: 400, learningRate: 1e-3, scaleLearningRate: false, batchSize: 2, gradientAccumulation: 2 })
+    expect(a).toMatchObject({ backbone: "toy", template: "{}", seed: DEMO_SEED, steps: 400, learningRate: 1e-3, scaleLearningRate: false, batchSize: 4, gradientAccumulation: 1 })
   })
 
   it("draws the training image with both concepts and world-caption regularisation renders", () => {

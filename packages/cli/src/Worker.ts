@@ -1,14 +1,14 @@
 /**
  * A worker thread with its own tensor backend (started by WorkerPool): computes pretraining
- * micro-batches, personalisation micro-batches, or chunks of a sampling job, from plain data, with the
+ * micro-batches, personalisation micro-batches or whole runs, or batches of a sampling job, from plain data, with the
  * same code as the main thread, and answers with plain data. `workerData` is `{ backend, threads }`
  * (threads of this worker's own wasm backend). It keeps the last backbone and training data it was sent.
  */
-import { AttentionProbe, Backbone, type BackendName, LossCalibrator, type OutOfMemory, tf } from "@disendiff/core"
-import { type BackboneSpec, backboneSpecLayer, MicroBatch, type PretrainConfig } from "@disendiff/builtin"
+import { AttentionProbe, Backbone, type BackendName, Checkpoints, LossCalibrator, Optimizer, type OutOfMemory, tf, Trainer } from "@disendiff/core"
+import { type BackboneSpec, backboneSpecLayer, MicroBatch, type PretrainConfig, type TrainRun } from "@disendiff/builtin"
 import { runSampleJob, type SampleJob } from "@disendiff/core/sampling/SampleJob.js"
 import { makeTrainMicroBatch, type MicroBatchTask, readValues, type TrainData } from "@disendiff/core/training/TrainMicroBatch.js"
-import { Context, Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
+import { Context, Effect, Exit, Layer, ManagedRuntime, Scope, Stream } from "effect"
 import { parentPort, workerData } from "node:worker_threads"
 import { backendLayer } from "./Backends.js"
 
@@ -30,10 +30,12 @@ export type WorkerRequest =
     readonly params: Params
     readonly tasks: ReadonlyArray<MicroBatchTask>
   }
+  | { readonly _tag: "trainRun"; readonly id: number; readonly spec: BackboneSpec; readonly run: TrainRun }
   | { readonly _tag: "sample"; readonly id: number; readonly spec: BackboneSpec; readonly job: SampleJob }
 
 export type WorkerReply =
-  | { readonly _tag: "progress"; readonly id: number; readonly done: number; readonly total: number }
+  /** A sampling step `{ done, total }` or a training run's event. */
+  | { readonly _tag: "progress"; readonly id: number; readonly event: unknown }
   | { readonly _tag: "done"; readonly id: number; readonly result: unknown }
   | { readonly _tag: "failed"; readonly id: number; readonly error: { readonly _tag: string; readonly fields: Record<string, unknown>; readonly message: string } }
 
@@ -118,9 +120,24 @@ const handle = (req: WorkerRequest) =>
         }).pipe(Effect.ensuring(Effect.sync(() => tf.dispose([...params.values()]))))
         return { result: results, transfer: results.flatMap((r) => r.grads.map((g) => g.buffer as ArrayBuffer)) }
       }
+      case "trainRun": {
+        // the layers the demo gives an in-process run, built from the same plain data
+        const { config, out, termGradientsEvery, selection } = req.run
+        yield* Trainer.train({ config, out, termGradientsEvery }).pipe(
+          Stream.runForEach((event) => Effect.sync(() => post({ _tag: "progress", id: req.id, event }))),
+          Effect.provide(Layer.mergeAll(
+            backboneSpecLayer(req.spec),
+            AttentionProbe.layer(selection),
+            LossCalibrator.layer(config.calibration),
+            Optimizer.layer(config.optimizer),
+            Checkpoints.layer
+          ))
+        )
+        return { result: null, transfer: [] }
+      }
       case "sample": {
         const backbone = yield* backboneOf(req.spec)
-        const output = yield* runSampleJob(backbone, req.job, (done, total) => Effect.sync(() => post({ _tag: "progress", id: req.id, done, total })))
+        const output = yield* runSampleJob(backbone, req.job, (done, total) => Effect.sync(() => post({ _tag: "progress", id: req.id, event: { done, total } })))
         return { result: output, transfer: output.maps.map((m) => m.maps.data.buffer as ArrayBuffer) }
       }
     }

@@ -8,6 +8,7 @@ import { type BackendName, type HostTensor, OutOfMemory, PromptError } from "@di
 import type { BackboneSpec, BackboneWorkers, MicroBatch, PretrainConfig } from "@disendiff/builtin"
 import type { SampleOutput, SampleWorkers } from "@disendiff/core/sampling/SampleJob.js"
 import type { HostPart, TrainData, TrainWorkers } from "@disendiff/core/training/TrainMicroBatch.js"
+import type { TrainEvent } from "@disendiff/core/training/Trainer.js"
 import { WorkerError } from "@disendiff/core/training/WorkerError.js"
 import { Effect, Option, Queue } from "effect"
 import { Flag } from "effect/cli"
@@ -70,7 +71,7 @@ export const makeWorkerPool = (o: { readonly count: number; readonly backend: Ba
     let nextId = 0
 
     /** One request on one worker, its progress passed on as it comes. */
-    const ask = <A>(worker: Worker, req: WorkerRequest, onProgress?: (done: number, total: number) => Effect.Effect<void>): Effect.Effect<A, WorkerError | OutOfMemory | PromptError> =>
+    const ask = <A>(worker: Worker, req: WorkerRequest, onProgress?: (event: unknown) => Effect.Effect<void>): Effect.Effect<A, WorkerError | OutOfMemory | PromptError> =>
       Effect.gen(function*() {
         const replies = yield* Queue.unbounded<WorkerReply>()
         const onMessage = (reply: WorkerReply) => reply.id === req.id && Queue.offerUnsafe(replies, reply)
@@ -84,7 +85,7 @@ export const makeWorkerPool = (o: { readonly count: number; readonly backend: Ba
           worker.postMessage(req)
           while (true) {
             const reply = yield* Queue.take(replies)
-            if (reply._tag === "progress") yield* onProgress?.(reply.done, reply.total) ?? Effect.void
+            if (reply._tag === "progress") yield* onProgress?.(reply.event) ?? Effect.void
             else if (reply._tag === "done") return reply.result as A
             else return yield* failure(reply.error)
           }
@@ -126,7 +127,7 @@ export const makeWorkerPool = (o: { readonly count: number; readonly backend: Ba
 
     const sample = (spec: BackboneSpec): SampleWorkers => ({
       count: workers.length,
-      sample: (job, onStep) => onFree((w) => ask<SampleOutput>(w, { _tag: "sample", id: nextId++, spec, job }, (done, total) => onStep(done, total, 0))) as Effect.Effect<SampleOutput, WorkerError | OutOfMemory | PromptError>
+      sample: (job, onStep) => onFree((w) => ask<SampleOutput>(w, { _tag: "sample", id: nextId++, spec, job }, (e) => onStep((e as { done: number }).done, (e as { total: number }).total, 0))) as Effect.Effect<SampleOutput, WorkerError | OutOfMemory | PromptError>
     })
 
     const pretrain = (config: PretrainConfig): MicroBatch.GradientWorkers => ({
@@ -143,5 +144,8 @@ export const makeWorkerPool = (o: { readonly count: number; readonly backend: Ba
         })
     })
 
-    return { count: workers.length, train, sample, pretrain } satisfies WorkerPool
+    const trainRun: WorkerPool["trainRun"] = (spec, run, onEvent) =>
+      onFree((w) => ask<null>(w, { _tag: "trainRun", id: nextId++, spec, run }, (e) => onEvent(e as TrainEvent))).pipe(Effect.asVoid)
+
+    return { count: workers.length, train, trainRun, sample, pretrain } satisfies WorkerPool
   })

@@ -3,7 +3,13 @@
  * come from the same file or seed): the built-in model or the fake test backbone. Stable Diffusion is
  * left out on purpose: a copy per thread would not fit wasm's heap for long.
  */
-import type { Layer } from "effect"
+import type { Effect, Layer } from "effect"
+import type { ProbeSelection } from "@disendiff/core/attention/AttentionProbe.js"
+import type { OutOfMemory } from "@disendiff/core/tensor/TensorRuntime.js"
+import type { PromptError } from "@disendiff/core/tokenizer/Tokenizer.js"
+import type { TrainConfig } from "@disendiff/core/training/TrainConfig.js"
+import type { TrainEvent } from "@disendiff/core/training/Trainer.js"
+import type { WorkerError } from "@disendiff/core/training/WorkerError.js"
 import { type Backbone, type ModelError } from "@disendiff/core/backbone/Backbone.js"
 import * as FakeBackbone from "@disendiff/core/backbone/FakeBackbone.js"
 import type { SampleWorkers } from "@disendiff/core/sampling/SampleJob.js"
@@ -18,12 +24,22 @@ export type BackboneSpec =
 export const backboneSpecLayer = (spec: BackboneSpec): Layer.Layer<Backbone, ModelError, TensorRuntime> =>
   spec.kind === "toy" ? ToyBackbone.layer(spec.options) : FakeBackbone.layer(spec.options)
 
+/** A whole personalisation run, as `Trainer.train` takes it, with the attention probe's selection. */
+export interface TrainRun {
+  readonly config: TrainConfig
+  readonly out: string
+  readonly termGradientsEvery?: number | undefined
+  readonly selection: ProbeSelection
+}
+
 /**
- * Worker threads (the CLI's pool) put to work for one backbone: a training run's micro-batches, or a
- * sampling job's chunks. Results never depend on `count`.
+ * Worker threads (the CLI's pool) put to work for one backbone: a training run's micro-batches, a whole
+ * training run, or a sampling job's batches. Results never depend on `count`.
  */
 export interface BackboneWorkers {
   readonly count: number
   readonly train: (spec: BackboneSpec) => TrainWorkers
+  /** The run on one worker, its events passed on as they come (the same run as in this thread). */
+  readonly trainRun: (spec: BackboneSpec, run: TrainRun, onEvent: (e: TrainEvent) => Effect.Effect<void>) => Effect.Effect<void, WorkerError | OutOfMemory | PromptError>
   readonly sample: (spec: BackboneSpec) => SampleWorkers
 }

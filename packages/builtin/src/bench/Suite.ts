@@ -195,7 +195,7 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
     results.push({ name: "built-in 50-step guided sample", description: "one 32x32 image, DDIM 50 steps, guidance 4", seconds: builtin.sampleSeconds, target: "2 s" })
     if (o.demoSeconds !== undefined) {
       if (o.onCase !== undefined) yield* o.onCase("full demo")
-      results.push({ name: "full demo", description: "`disendiff demo`, built-in model, the plan's seed", seconds: yield* o.demoSeconds })
+      results.push({ name: "full demo", description: "`disendiff demo`, built-in model, the plan's seed, default --workers (one per core)", seconds: yield* o.demoSeconds })
     }
     return results
   })

@@ -26,7 +26,7 @@ import { sampleJob } from "@disendiff/core/sampling/SampleJob.js"
 import { TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
 import { tf } from "@disendiff/core/tensor/Tf.js"
 import { conceptTokens } from "@disendiff/core/training/Prompt.js"
-import { checkpointPath, train, type TrainError } from "@disendiff/core/training/Trainer.js"
+import { checkpointPath, train, type TrainError, type TrainEvent } from "@disendiff/core/training/Trainer.js"
 import { type CaptionError, parseCaption } from "../world/Caption.js"
 import { regularizationSet, trainingImage } from "./DemoData.js"
 import {
@@ -198,30 +198,41 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
     const specs = new Map(prompts.map((p) => [p.prompt, Result.getOrThrow(parseCaption(p.prompt))]))
     const classPositions = conceptTokens(backbone.tokenizer, backbone.tokenizer.encode(data.caption).ids).map((c) => c.classes[0]!)
 
+    // with two workers or more, the two methods train at once, each on a worker thread (the same
+    // computation as in this thread); attention and sampling follow, their batches on the workers
+    const workers = options.workers !== undefined && options.workers.count >= METHODS.length ? options.workers : undefined
+
+    /** One method's personalisation: its last losses, pulls and time. */
     const personalise = (method: MethodName) => Effect.gen(function*() {
-      // ---- personalise ----
       const config = trainConfig(plan, method, { image: imageFile, regularization: regularizationDir, caption: data.caption })
       yield* phase("train", method, `personalising with ${methodLabel[method]}: ${config.steps} steps`)
       const tTrain = yield* Clock.currentTimeMillis
       let last = { loss: Number.NaN, base: Number.NaN, bind: null as number | null, separation: null as number | null }
       const termGradients: Array<TermGradients> = []
       const stepUnits = work.train / config.steps
-      yield* train({ config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY, workers: options.workers?.train(spec) }).pipe(
-        Stream.runForEach((e) => {
-          if (e._tag === "TermGradients") termGradients.push({ step: e.step, base: e.base, bind: e.bind, separation: e.separation, weight: e.weight })
-          if (e._tag !== "Step") return Effect.void
-          last = { loss: e.loss, base: e.base, bind: e.bind, separation: e.separation }
-          return progress("train", method, `step ${e.step}/${e.totalSteps}`, stepUnits)
-        }),
-        Effect.provide(Layer.mergeAll(AttentionProbe.layer(), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
-      )
-      const training = {
+      const onEvent = (e: TrainEvent) => {
+        if (e._tag === "TermGradients") termGradients.push({ step: e.step, base: e.base, bind: e.bind, separation: e.separation, weight: e.weight })
+        if (e._tag !== "Step") return Effect.void
+        last = { loss: e.loss, base: e.base, bind: e.bind, separation: e.separation }
+        return progress("train", method, `step ${e.step}/${e.totalSteps}`, stepUnits)
+      }
+      const run = { config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY }
+      yield* workers !== undefined
+        ? workers.trainRun(spec, { ...run, selection: defaultSelection }, onEvent)
+        : train(run).pipe(
+          Stream.runForEach(onEvent),
+          Effect.provide(Layer.mergeAll(AttentionProbe.layer(defaultSelection), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+        )
+      return {
         ...last,
         termGradients,
         checkpoint: path.join(method, "checkpoint.msgpack"),
         seconds: ((yield* Clock.currentTimeMillis) - tTrain) / 1000
       }
+    })
 
+    /** One trained method's attention on the training image, samples and scores. */
+    const evaluate = (method: MethodName, training: Effect.Success<ReturnType<typeof personalise>>) => Effect.gen(function*() {
       return yield* Effect.scoped(Effect.gen(function*() {
         const snapshot = yield* loadCheckpoint(checkpointPath(path.join(out, method)))
         const trained = yield* Effect.acquireRelease(
@@ -256,7 +267,7 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
           batchSize: plan.sampling.batchSize,
           attention: { selection: defaultSelection }
         }, {
-          workers: options.workers?.sample(spec),
+          workers: workers?.sample(spec),
           onStep: (i, n, first) => {
             const size = Math.min(plan.sampling.batchSize, flat.length - first)
             return progress("sample", method, `images ${first + 1}-${first + size} of ${flat.length}, step ${i}/${n}`, size * rowsPerImage)
@@ -285,8 +296,12 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
         }
       }))
     })
-    // one method after the other, in plan order
-    const results = yield* Effect.all(byMethod(personalise))
+    const results = workers !== undefined
+      ? yield* Effect.all(byMethod(personalise), { concurrency: "unbounded" }).pipe(
+        Effect.flatMap((trained) => Effect.all(byMethod((m) => evaluate(m, trained[m]))))
+      )
+      // one method after the other, in plan order
+      : yield* Effect.all(byMethod((m) => Effect.flatMap(personalise(m), (t) => evaluate(m, t))))
 
     // ---- figures, metrics, report ----
     yield* phase("report", null, "writing the figures, metrics.json and report.html")

@@ -86,11 +86,11 @@ export interface DemoPlan {
  * the project's 2-core machine. Tune them once the real model is in (docs/demo.md).
  * - lr 1e-3 unscaled: the prototype (docs/reference/builtin-model-prototype.md) found 8e-5 to
  *   1e-4 barely moved a model of this size in 250 steps, and 1e-3 moved it.
- * - 4 rows per step as two micro-batches of 2 (until issue 13: one batch of 4): worker threads take one
- *   micro-batch each (`--workers`), and a micro-batch of 2 rows costs half one of 4 (0.19 s against
- *   0.38 s on one idle core), so two cores nearly halve a step; the result is the same with any number
- *   of workers. The rows are the same as with one batch of 4; timesteps and noise are drawn per
- *   micro-batch, so the numbers differ from the demo before the change.
+ * - batch 4, no accumulation: 0.2-0.6 s per step with attention probing on the shared 2-core machine
+ *   (wasm, stand-in weights of the built-in model's size, depending on the machine's other load). Two
+ *   micro-batches of 2 on two worker threads were measured and not taken (issue 13): 0.30 s a step
+ *   against 0.35 s for one batch of 4, as each micro-batch pays the ~1000-kernel dispatch of a pass;
+ *   with workers the two methods train at once instead (`Demo.ts`).
  * - 400 steps: on the step-3000 pretrained model, samples of the training caption showed the ring after
  *   200 steps but the split square only after 400 (lr 2e-3 for 200 steps did not do as well; a larger
  *   attention-loss weight changed nothing visible). 60 for `--quick`, a smoke run.
@@ -102,8 +102,8 @@ export interface DemoPlan {
  */
 const AUGMENT: WorldAugmentOptions = { background: true, resize: true, translate: true, flip: true }
 const TRAINING: { readonly full: TrainingSettings; readonly quick: TrainingSettings } = {
-  full: { steps: 400, learningRate: 1e-3, batchSize: 2, gradientAccumulation: 2, regularizationImages: 64, augment: AUGMENT },
-  quick: { steps: 60, learningRate: 1e-3, batchSize: 2, gradientAccumulation: 2, regularizationImages: 64, augment: AUGMENT }
+  full: { steps: 400, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64, augment: AUGMENT },
+  quick: { steps: 60, learningRate: 1e-3, batchSize: 4, gradientAccumulation: 1, regularizationImages: 64, augment: AUGMENT }
 }
 
 /** DDIM with trailing spacing (the built-in model's default); guidance 4 as the built-in model's evaluation uses. */

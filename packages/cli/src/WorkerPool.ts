@@ -12,22 +12,24 @@ import type { TrainEvent } from "@disendiff/core/training/Trainer.js"
 import { WorkerError } from "@disendiff/core/training/WorkerError.js"
 import { Effect, Option, Queue } from "effect"
 import { Flag } from "effect/cli"
-import * as os from "node:os"
 import { Worker } from "node:worker_threads"
 import { UsageError } from "./Errors.js"
 import type { WorkerReply, WorkerRequest } from "./Worker.js"
 
 /** `--workers N` of the commands that run a backbone's micro-batches and sampling chunks on threads. */
 export const workersFlag = Flag.Int("workers").pipe(
-  Flag.withDescription(`worker threads for training micro-batches and sampling chunks (default: one per core, here ${os.availableParallelism()}, on wasm and cpu); the result is the same for any number`),
+  Flag.withDescription(`worker threads for training micro-batches, training runs and sampling batches, sharing --threads (default: one per thread of --threads, on wasm and cpu); the result is the same for any number`),
   Flag.optional
 )
 
-/** The worker count: given, or one per core (at most 8) where a backend can run once per thread. */
-export const workerCount = (flag: Option.Option<number>, backend: BackendName) =>
+/**
+ * The worker count: given, or one per thread of the run's thread count (`--threads`, whose default is the
+ * machine's cores, or `DISENDIFF_THREADS` on a shared machine) where a backend can run once per thread.
+ */
+export const workerCount = (flag: Option.Option<number>, backend: BackendName, threads: number) =>
   Effect.gen(function*() {
     const threaded = backend === "wasm" || backend === "cpu"
-    const count = Option.getOrElse(flag, () => (threaded ? Math.min(8, os.availableParallelism()) : 1))
+    const count = Option.getOrElse(flag, () => (threaded ? Math.max(1, Math.min(8, threads)) : 1))
     if (count < 1 || (count > 1 && !threaded)) {
       return yield* new UsageError({ message: `--workers ${count}: use 1 or more, and more than 1 only with --backend wasm or cpu (one device cannot be shared by threads)` })
     }

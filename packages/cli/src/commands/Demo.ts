@@ -35,7 +35,7 @@ export const demo = Command.make("demo", flags, (f) =>
     const seeds = Option.isSome(f.seeds) ? yield* seedList("--seeds", f.seeds.value) : [Option.getOrUndefined(f.seed)]
     const weights = Option.getOrUndefined(f.weights)
     const threads = Option.getOrElse(f.threads, defaultThreads)
-    const count = yield* workerCount(f.workers, f.backend)
+    const count = yield* workerCount(f.workers, f.backend, threads)
     // the threads are shared out: each worker's backend gets its part (at least one)
     const workers = count > 1 ? yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) }) : undefined
     const runs: Array<DemoMetrics> = []

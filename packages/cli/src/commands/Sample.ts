@@ -41,8 +41,8 @@ export const sample = Command.make(
       const seeds = prompts.map((_, i) => f.seed + i)
       const sampleBatch = f.batch
       // whole batches of images on worker threads: only several batches have work to share
-      const count = Math.min(yield* workerCount(f.workers, f.backend), Math.ceil(prompts.length / sampleBatch))
       const threads = Option.getOrElse(f.threads, defaultThreads)
+      const count = Math.min(yield* workerCount(f.workers, f.backend, threads), Math.ceil(prompts.length / sampleBatch))
       const workers = count > 1 && model.spec !== undefined
         ? (yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) })).sample(model.spec)
         : undefined

@@ -294,9 +294,9 @@ export const train = Command.make("train", flags, (f) =>
     yield* CheckpointFile.removeStaleTemporaries(out)
     const modifiers = [...new Set(config.prompt.match(/<[^<>\s]+>/g) ?? [])]
     // micro-batches on worker threads: only a step of several has work to share
-    const count = Math.min(yield* workerCount(f.workers, f.backend), config.gradientAccumulation)
-    const spec = backboneSpec(config, modifiers)
     const threads = Option.getOrElse(f.threads, defaultThreads)
+    const count = Math.min(yield* workerCount(f.workers, f.backend, threads), config.gradientAccumulation)
+    const spec = backboneSpec(config, modifiers)
     const workers = count > 1 && spec !== undefined
       ? (yield* makeWorkerPool({ count, backend: f.backend, threads: Math.max(1, Math.floor(threads / count)) })).train(spec)
       : undefined

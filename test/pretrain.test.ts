@@ -152,5 +152,5 @@ describe("pretrain", () => {
     expect(text.match(/^\| (base|batch-x2) \|/gm)).toHaveLength(2)
     expect(text).toContain("| x0 not clipped |")
     expect(text).toContain("| guidance 7.5 |")
-  })
+  }, 600_000) // two short pretraining runs, their evaluations and a rerun: over 2 minutes on a loaded 2-core machine
 })

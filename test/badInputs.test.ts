@@ -200,6 +200,9 @@ const cases: ReadonlyArray<Case> = [
   { name: "sample --out under a file", args: () => [...sampleFake(), "--out", p("plain-file", "samples")], names: () => [p("plain-file")] },
   { name: "sample --out in a read-only place", args: () => [...sampleFake(), "--out", "/proc/disendiff-samples"], names: () => ["/proc/disendiff-samples"] },
   { name: "attention --out is a file", args: () => [...attentionFake(), "--out", p("plain-file")], names: () => [p("plain-file")] },
+  { name: "builtin-report --docs that does not exist", args: () => ["builtin-report", "--gate", "--docs", p("nope.md")], names: () => [p("nope.md"), "--docs"] },
+  { name: "builtin-report --docs without the gate's markers", args: () => ["builtin-report", "--gate", "--docs", p("plain-file")], names: () => [p("plain-file"), "<!-- weights:begin -->"] },
+  { name: "recipe-search --docs that does not exist", args: () => ["recipe-search", "--out", fresh(), "--docs", p("nope.md")], names: () => [p("nope.md")] },
   { name: "checkpoint export --out is a file", args: () => ["checkpoint", "export", p("run", "checkpoint.msgpack"), "--out", p("plain-file")], names: () => [p("plain-file")] }
 ]
 

@@ -6,7 +6,7 @@ import { BuiltinGate, ToyBackbone } from "@disendiff/builtin"
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
-import { replaceBetween } from "../Markdown.js"
+import { checkSections, replaceBetween } from "../Markdown.js"
 
 export const builtinReport = Command.make(
   "builtin-report",
@@ -25,6 +25,7 @@ export const builtinReport = Command.make(
   },
   (f) =>
     Effect.gen(function*() {
+      yield* checkSections("docs", f.docs, [...(Option.isSome(f.checkpoint) ? ["curve"] : []), "weights", ...(f.gate ? ["gate"] : [])])
       if (Option.isSome(f.checkpoint)) {
         const curve = yield* BuiltinGate.curveMarkdown(f.checkpoint.value)
         yield* Effect.promise(() => replaceBetween(f.docs, "curve", curve))

@@ -7,7 +7,7 @@ import { RecipeSearch } from "@disendiff/builtin"
 import { Console, Effect, Layer, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { backendLayer, backendNames, threadsFlag } from "../Backends.js"
-import { replaceBetween } from "../Markdown.js"
+import { checkSections, replaceBetween } from "../Markdown.js"
 
 export const recipeSearch = Command.make(
   "recipe-search",
@@ -25,6 +25,7 @@ export const recipeSearch = Command.make(
   },
   (f) =>
     Effect.gen(function*() {
+      yield* checkSections("docs", f.docs, [...(f.skipRecipes ? [] : ["recipes"]), ...(Option.isSome(f.sampler) ? ["samplers"] : [])])
       const log = (name: string, event: string) => Effect.sync(() => process.stderr.write(`${name}: ${event}\n`))
       if (!f.skipRecipes) {
         const options = { out: f.out, steps: f.steps, batchSize: f.batch, evalSamples: f.n, only: Option.getOrUndefined(Option.map(f.only, (s) => s.split(","))), onRun: log }

@@ -107,8 +107,10 @@ describe("pretrain", () => {
     expect(text).toMatch(/\| one object all correct \| 80% \| \d+% \| (pass|FAIL) \|/)
     // world v2: the model is read with v2's words, and its unnamed variation is measured
     expect(text).toContain("(world shapes-v2)")
-    expect(text).toMatch(/\| colourless objects drawn two-tone \(samples \d+%, renders \d+%, \d+ objects\) \| within 15% \| -?\d+ points \| (pass|FAIL) \|/)
+    // sampled without guidance (the model's own distribution), in the gate and in pretraining's evaluations
+    expect(text).toMatch(/\| colourless objects drawn two-tone \(samples \d+% at guidance 1, renders \d+%, \d+ objects\) \| within 15% \| -?\d+ points \| (pass|FAIL) \|/)
     expect(text).toMatch(/\| two-tone \|/)
+    expect(text).toMatch(/\| \d+% \/ \d+% \(g 1\) \|/)
     expect(text).toMatch(/both novel concepts in samples of "a <v1> circle and a <v2> square/)
     // each concept alone on each background
     for (const prompt of ["a <v1> circle on a black background", "a <v2> square on a white background"]) {

@@ -178,7 +178,7 @@ export const gateMarkdown = (g: GateResult, o: GateOptions & { readonly date: st
     `| two objects all correct | ${pct(thresholds.twoObjects)} | ${pct(g.heldOut.twoObjects.allCorrect)} | ${mark(g.pass.twoObjects)} |`,
     `| backgrounds as asked | ${pct(thresholds.backgrounds)} | ${pct(Math.min(g.heldOut.oneObject.background, g.heldOut.twoObjects.background))} | ${mark(g.pass.backgrounds)} |`,
     ...(g.heldOut.unnamed === undefined || g.pass.unnamed === null ? [] : [
-      `| colourless objects drawn two-tone (samples ${pct(g.heldOut.unnamed.samples)}, renders ${pct(g.heldOut.unnamed.renders)}, ${g.heldOut.unnamed.n} objects) | within ${pct(thresholds.unnamed)} | ${((100 * (g.heldOut.unnamed.samples - g.heldOut.unnamed.renders)).toFixed(0))} points | ${mark(g.pass.unnamed)} |`
+      `| colourless objects drawn two-tone (samples ${pct(g.heldOut.unnamed.samples)} at guidance ${g.heldOut.unnamed.guidance ?? o.guidance}, renders ${pct(g.heldOut.unnamed.renders)}, ${g.heldOut.unnamed.n} objects) | within ${pct(thresholds.unnamed)} | ${((100 * (g.heldOut.unnamed.samples - g.heldOut.unnamed.renders)).toFixed(0))} points | ${mark(g.pass.unnamed)} |`
     ]),
     `| both novel concepts in samples of "${g.personalisation.caption}" after DisenDiff (${g.personalisation.trainingSteps} steps, ${g.personalisation.samples} samples) | ${pct(thresholds.personalisation)} | ${pct(g.personalisation.bothConcepts)} | ${mark(g.pass.personalisation)} |`,
     ...g.personalisation.alone.map((a) => `| the concept in samples of "${a.prompt}" (${a.samples} samples) | ${pct(thresholds.alone)} | ${pct(a.shown)} | ${mark(a.shown >= thresholds.alone)} |`)
@@ -197,7 +197,7 @@ export const curveMarkdown = (file: string) =>
     const v2 = [...evals.values()].some((e) => e.evaluation.unnamed !== undefined)
     const lines = [
       `From \`${path.basename(file)}\` at step ${h.step} (${h.step * perStep} samples, ${((extra?.seconds ?? 0) / 3600).toFixed(1)} h of training). Loss: the mean of the interval's steps; evaluation: the EMA weights on held-out prompts (24 per group, 25 steps, guidance 4), all-correct rates` +
-      (v2 ? "; two-tone: the share of colourless objects drawn two-tone, samples / renders." : "."),
+      (v2 ? "; two-tone: the share of colourless objects drawn two-tone, samples / renders (samples at the evaluation's guidance unless marked with their own, \`g 1\`: \`Evaluate.ts\`)." : "."),
       "",
       `| step | samples | loss | hours | backend | one object | two objects |${v2 ? " two-tone |" : ""}`,
       `|---|---|---|---|---|---|---|${v2 ? "---|" : ""}`
@@ -210,7 +210,7 @@ export const curveMarkdown = (file: string) =>
       const ev = [...evals.values()].filter((e) => e.step > start && e.step <= end).at(-1)
       lines.push(
         `| ${end} | ${end * perStep} | ${loss.toFixed(4)} | ${ev === undefined ? "" : (ev.seconds / 3600).toFixed(1)} | ${ev?.backend ?? ""} | ${ev === undefined ? "" : pct(ev.evaluation.oneObject.allCorrect)} | ${ev === undefined ? "" : pct(ev.evaluation.twoObjects.allCorrect)} |` +
-          (v2 ? ` ${ev?.evaluation.unnamed === undefined ? "" : `${pct(ev.evaluation.unnamed.samples)} / ${pct(ev.evaluation.unnamed.renders)}`} |` : "")
+          (v2 ? ` ${ev?.evaluation.unnamed === undefined ? "" : `${pct(ev.evaluation.unnamed.samples)} / ${pct(ev.evaluation.unnamed.renders)}${ev.evaluation.unnamed.guidance === undefined ? "" : ` (g ${ev.evaluation.unnamed.guidance})`}`} |` : "")
       )
     }
     return lines.join("\n")

@@ -5,26 +5,16 @@
 import { WasmBackend } from "@disendiff/backend-wasm"
 import { readImage } from "@disendiff/core"
 import { ToyBackbone } from "@disendiff/builtin"
-import { type DemoEvent, type DemoMetrics, demoPlan, GROUPS, METHODS, run } from "@disendiff/builtin/demo"
+import { type DemoEvent, type DemoMetrics, GROUPS, METHODS, run } from "@disendiff/builtin/demo"
 import { assert, describe, it } from "@effect/vitest"
 import { beforeAll } from "vitest"
 import { Effect, Exit, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { tempDir } from "../packages/core/test/fixtures.js"
-import { writeToyWeights } from "../packages/builtin/test/fixtures.js"
+import { tinyDemoPlan, writeToyWeights } from "../packages/builtin/test/fixtures.js"
 
-/** The demo's plan with tiny work: every prompt, one seed, two sampling steps, two training steps. */
-const tinyPlan = () => {
-  const plan = demoPlan({ seed: 5, quick: true })
-  return {
-    ...plan,
-    // two copies of the target and two renders make one epoch of 4 rows: every step holds the target twice
-    training: { ...plan.training, steps: 2, batchSize: 4, regularizationImages: 2 },
-    sampling: { ...plan.sampling, steps: 2, seedsPerPrompt: 1 },
-    attentionTimesteps: [500]
-  }
-}
+const tinyPlan = tinyDemoPlan
 
 let dir = ""
 let weights = ""

@@ -4,7 +4,7 @@
  * checkpoint and `sample`'s images.
  */
 import { WasmBackend } from "@disendiff/backend-wasm"
-import { demoPlan, run } from "@disendiff/builtin/demo"
+import { run } from "@disendiff/builtin/demo"
 import { assert, describe, it } from "@effect/vitest"
 import { beforeAll, expect } from "vitest"
 import { Effect, Stream } from "effect"
@@ -13,20 +13,11 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { tempDir } from "../packages/core/test/fixtures.js"
-import { writeToyWeights } from "../packages/builtin/test/fixtures.js"
+import { tinyDemoPlan, writeToyWeights } from "../packages/builtin/test/fixtures.js"
 import { makeWorkerPool } from "../packages/cli/dist/WorkerPool.js"
 import { disendiff, digestOf } from "./cli.js"
 
-/** Two training steps of 4 rows, every prompt with one seed (two batches), two sampling steps. */
-const tinyPlan = () => {
-  const plan = demoPlan({ seed: 5, quick: true })
-  return {
-    ...plan,
-    training: { ...plan.training, steps: 2, regularizationImages: 2 },
-    sampling: { ...plan.sampling, steps: 2, seedsPerPrompt: 1 },
-    attentionTimesteps: [500]
-  }
-}
+const tinyPlan = tinyDemoPlan
 
 let dir = ""
 let weights = ""

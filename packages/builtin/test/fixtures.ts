@@ -1,6 +1,7 @@
 /** Files the built-in model's tests make for themselves. */
 import { CpuBackend, Safetensors, TensorRuntime } from "@disendiff/core"
 import { Effect } from "effect"
+import { type DemoPlan, demoPlan } from "../src/demo/DemoPlan.js"
 import { initToyParameters, toyModelConfig, type ToySize } from "../src/models/ToyModel.js"
 
 /** A much smaller built-in model than the real one (same architecture, 16x16 attention level included). */
@@ -20,3 +21,17 @@ export const writeToyWeights = (file: string, size: ToySize = tinyToySize, seed 
     yield* Safetensors.writeSafetensors(file, tensors, { size: JSON.stringify(size) }, "F16")
     return file
   }).pipe(Effect.provide(CpuBackend.layer)))
+
+/**
+ * The demo's plan with tiny work: every prompt with one seed, two sampling steps, two training steps of 4
+ * rows (two copies of the target and two renders make one epoch: every step holds the target twice).
+ */
+export const tinyDemoPlan = (): DemoPlan => {
+  const plan = demoPlan({ seed: 5, quick: true })
+  return {
+    ...plan,
+    training: { ...plan.training, steps: 2, batchSize: 4, regularizationImages: 2 },
+    sampling: { ...plan.sampling, steps: 2, seedsPerPrompt: 1 },
+    attentionTimesteps: [500]
+  }
+}

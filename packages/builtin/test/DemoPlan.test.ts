@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import { officialCalibration } from "@disendiff/core/loss/LossCalibrator.js"
 import { trainingImage, regularizationSet } from "../src/demo/DemoData.js"
 import { checkPlan, demoPlan, DEMO_SEED, GROUPS, plannedPrompts, trainConfig, workUnits } from "../src/demo/DemoPlan.js"
 import type { DemoMetrics, MethodSummary } from "../src/demo/Metrics.js"
@@ -48,7 +49,8 @@ describe("the demo's fixed plan", () => {
     const a = trainConfig(full, "disendiff", files)
     const b = trainConfig(full, "baseline", files)
     expect(a.calibration.enabled).toBe(true)
-    expect(a.calibration.weight).toBe(0.01)
+    // the built-in model's weight (docs/method.md), the rest of the calibration official
+    expect(a.calibration).toEqual({ ...officialCalibration, weight: 0.1 })
     expect(b.calibration.enabled).toBe(false)
     expect({ ...a, calibration: null }).toEqual({ ...b, calibration: null })
     expect(a).toMatchObject({ backbone: "toy", template: "{}", seed: DEMO_SEED, steps: 400, learningRate: 1e-3, scaleLearningRate: false, batchSize: 4, gradientAccumulation: 1 })

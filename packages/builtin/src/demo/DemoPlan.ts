@@ -6,8 +6,8 @@
  * tuned on its own outcome; only the seed may change (several seeds: `seedTable`).
  */
 import { Result } from "effect"
-import { ablations, type CalibrationConfig, officialCalibration } from "@disendiff/core/loss/LossCalibrator.js"
-import { defaultTrainConfig, type TrainConfig } from "@disendiff/core/training/TrainConfig.js"
+import { ablations, type CalibrationConfig } from "@disendiff/core/loss/LossCalibrator.js"
+import { builtinCalibration, defaultTrainConfig, type TrainConfig } from "@disendiff/core/training/TrainConfig.js"
 import { CaptionError, parseCaption } from "../world/Caption.js"
 import { type NovelName, novelAppearance } from "../world/NovelAppearance.js"
 import type { WorldAugmentOptions } from "../world/Augment.js"
@@ -36,10 +36,13 @@ export const methodLabel: Readonly<Record<MethodName, string>> = {
   baseline: "Custom Diffusion (baseline)"
 }
 
-/** DisenDiff with the official calibration; the baseline is the same run with calibration off. */
+/**
+ * DisenDiff with the built-in model's calibration (the official one at weight 0.1: docs/method.md); the
+ * baseline is the same run with calibration off.
+ */
 export const methodCalibration: Readonly<Record<MethodName, CalibrationConfig>> = {
-  disendiff: officialCalibration,
-  baseline: { ...officialCalibration, ...ablations["custom-diffusion"] }
+  disendiff: builtinCalibration,
+  baseline: { ...builtinCalibration, ...ablations["custom-diffusion"] }
 }
 
 export interface DemoConcept {

@@ -180,7 +180,7 @@ export const renderReport = (r: ReportInput): string => {
     rows.push(`<tr><td>training</td><td>pull of L<sub>${term === "bind" ? "bind" : "s&amp;s"}</sub>: weight x |grad| / |grad L<sub>base</sub>|</td>${
       METHODS.map((k) => {
         const x = pull(m.training[k].termGradients, term)
-        // small by design at the official weight: two significant digits, not two decimals
+        // small at the paper's weight 0.01: two significant digits, not two decimals
         return `<td class="n">${x === null ? "-" : x.toPrecision(2)}</td>`
       }).join("")
     }</tr>`)

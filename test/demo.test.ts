@@ -13,6 +13,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { tempDir } from "../packages/core/test/fixtures.js"
 import { tinyDemoPlan, writeToyWeights } from "../packages/builtin/test/fixtures.js"
+import { disendiff } from "./cli.js"
 
 const tinyPlan = tinyDemoPlan
 
@@ -86,6 +87,17 @@ describe("the demo pipeline on stand-in weights", () => {
       assert.notInclude(html, "<v1>")
       assert.include(html, "not from the built-in model")
     }).pipe(Effect.provide(WasmBackend.layer)), 300_000)
+
+  it("its checkpoints sample with `disendiff sample --model` naming the weights it trained on, and not without", async () => {
+    const checkpoint = path.join(dir, "demo", "disendiff", "checkpoint.msgpack")
+    const args = ["sample", "--checkpoint", checkpoint, "--prompt", "a <v1> circle on a black background", "--n", "1", "--steps", "1", "--workers", "1"]
+    const without = await disendiff([...args, "--out", path.join(dir, "s-without")])
+    assert.strictEqual(without.code, 1)
+    assert.include(without.stderr, "--model FILE (tiny.safetensors)")
+    const withModel = await disendiff([...args, "--model", weights, "--out", path.join(dir, "s-with")])
+    assert.strictEqual(withModel.code, 0, withModel.stderr)
+    assert.include(withModel.stdout, "wrote 1 images")
+  }, 600_000)
 
   it.effect("names the missing weights file and how to make it", () =>
     Effect.gen(function*() {

@@ -42,7 +42,10 @@ const resolve = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
   Effect.gen(function*() {
     if (Option.isSome(f.checkpoint)) {
       const snapshot = yield* CheckpointFile.load(f.checkpoint.value)
-      const config = snapshot.header.config as TrainConfig
+      const trainedWith = snapshot.header.config as TrainConfig
+      // --model names the base model where the checkpoint's config does not (the demo's and compare's runs
+      // on a --weights file); the identity check below still refuses any other model
+      const config = Option.isSome(f.model) ? { ...trainedWith, model: f.model.value } : trainedWith
       return { config, modifiers: modifiersOf(config.prompt), snapshot }
     }
     const modifiers = [...new Set(prompts.flatMap(modifiersOf))]
@@ -66,7 +69,7 @@ export const loadModel = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
             return yield* new CheckpointError({
               path: Option.getOrElse(f.checkpoint, () => ""),
               reason: `it was trained on ${r.snapshot.header.baseModel.name}, not ${backbone.info.name}`,
-              fix: "sample with the base model the checkpoint was trained on"
+              fix: `give the base model it was trained on: --model ${r.snapshot.header.baseModel.name.includes("/") ? "DIR" : "FILE"} (${r.snapshot.header.baseModel.name})`
             })
           }
           return HostTensors.toTensors(r.snapshot.trainable)

@@ -69,7 +69,7 @@ export const loadModel = (f: ModelFlags, prompts: ReadonlyArray<string>) =>
             return yield* new CheckpointError({
               path: Option.getOrElse(f.checkpoint, () => ""),
               reason: `it was trained on ${r.snapshot.header.baseModel.name}, not ${backbone.info.name}`,
-              fix: `give the base model it was trained on: --model ${r.snapshot.header.baseModel.name.includes("/") ? "DIR" : "FILE"} (${r.snapshot.header.baseModel.name})`
+              fix: `give the base model it was trained on: --model ${r.config.backbone === "sd" ? "DIR" : "FILE"} (${r.snapshot.header.baseModel.name})`
             })
           }
           return HostTensors.toTensors(r.snapshot.trainable)

@@ -80,8 +80,11 @@ export const scoreImages = (prompts: ReadonlyArray<EvalPrompt>, images: Readonly
 export const looksTwoTone = (o: DetectedObject): boolean =>
   o.dominant[1].share >= 0.2 && rgbDistance(o.dominant[0].rgb, o.dominant[1].rgb) >= 0.3
 
-/** The prompts with at least one object that has neither a colour word nor a modifier. */
-export const hasColourless = (p: EvalPrompt): boolean => specOf(p.scene).objects.some((o) => o.colour === null && o.modifier === null)
+/** An object the caption gives neither a colour word nor a modifier: any appearance of the world is right. */
+const isColourless = (o: { readonly colour: unknown; readonly modifier: unknown }) => o.colour === null && o.modifier === null
+
+/** The prompts with at least one colourless object. */
+export const hasColourless = (p: EvalPrompt): boolean => specOf(p.scene).objects.some(isColourless)
 
 export const unnamedRates = (prompts: ReadonlyArray<EvalPrompt>, images: ReadonlyArray<RgbImage>, guidance?: number): UnnamedRates => {
   let n = 0
@@ -89,7 +92,7 @@ export const unnamedRates = (prompts: ReadonlyArray<EvalPrompt>, images: Readonl
   let renders = 0
   prompts.forEach((p, i) => {
     const spec = specOf(p.scene)
-    const free = spec.objects.map((o, k) => (o.colour === null && o.modifier === null ? k : -1)).filter((k) => k >= 0)
+    const free = spec.objects.map((o, k) => (isColourless(o) ? k : -1)).filter((k) => k >= 0)
     if (free.length === 0) return
     const drawn = detect(images[i]!).objects
     const truth = detect(renderScene(p.scene)).objects

@@ -43,8 +43,8 @@ describe("the demo's fixed plan", () => {
     const quick = demoPlan({ quick: true })
     expect(quick.training.steps).toBeLessThan(full.training.steps)
     expect(quick.sampling.seedsPerPrompt).toBeLessThan(full.sampling.seedsPerPrompt)
-    // 400 steps x 4 rows x 3 passes; 60 images x 25 steps x 2 rows (guidance)
-    expect(workUnits(full)).toEqual({ train: 4800, sample: 3000, total: 2 * (4800 + 3000) })
+    // 800 steps x 4 rows x 3 passes; 60 images x 25 steps x 2 rows (guidance)
+    expect(workUnits(full)).toEqual({ train: 9600, sample: 3000, total: 2 * (9600 + 3000) })
     const files = { image: "i.png", regularization: "reg", caption: "a <v1> circle and a <v2> square on a gray background" }
     const a = trainConfig(full, "disendiff", files)
     const b = trainConfig(full, "baseline", files)
@@ -53,7 +53,7 @@ describe("the demo's fixed plan", () => {
     expect(a.calibration).toEqual({ ...officialCalibration, weight: 0.1 })
     expect(b.calibration.enabled).toBe(false)
     expect({ ...a, calibration: null }).toEqual({ ...b, calibration: null })
-    expect(a).toMatchObject({ backbone: "toy", template: "{}", seed: DEMO_SEED, steps: 400, learningRate: 1e-3, scaleLearningRate: false, batchSize: 4, gradientAccumulation: 1 })
+    expect(a).toMatchObject({ backbone: "toy", template: "{}", seed: DEMO_SEED, steps: 800, learningRate: 2e-3, scaleLearningRate: false, batchSize: 4, gradientAccumulation: 1 })
   })
 
   it("draws the training image with both concepts and world-caption regularisation renders", () => {

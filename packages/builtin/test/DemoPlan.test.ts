@@ -4,6 +4,7 @@ import { trainingImage, regularizationSet } from "../src/demo/DemoData.js"
 import { checkPlan, demoPlan, DEMO_SEED, GROUPS, plannedPrompts, trainConfig, workUnits } from "../src/demo/DemoPlan.js"
 import type { DemoMetrics, MethodSummary } from "../src/demo/Metrics.js"
 import { seedTable } from "../src/demo/SeedTable.js"
+import { bootstrapMean, pairedDifference } from "@disendiff/core/compare/Bootstrap.js"
 import { detect } from "../src/world/Detect.js"
 import { novelAppearance } from "../src/world/NovelAppearance.js"
 import { isNovel } from "../src/world/Score.js"
@@ -80,23 +81,58 @@ describe("the demo's fixed plan", () => {
 
 describe("seedTable", () => {
   const scores = (x: number) => ({ images: 4, imageAlignment: x, textAlignment: x / 2, leakage: 1 - x, allCorrect: 0 })
-  const summary = (x: number, overlap: number): MethodSummary => ({ combined: scores(x), concept1: scores(x), concept2: scores(x), attentionOverlap: overlap, attentionOnOwnObject: { training: {}, samples: {} } })
+  const shares = (x: number) => ({ "<v1>": { share: x, n: 1 }, circle: { share: x, n: 1 } })
+  const summary = (x: number, overlap: number): MethodSummary => ({
+    combined: scores(x),
+    concept1: scores(x),
+    concept2: scores(x),
+    attentionOverlap: overlap,
+    attentionOnOwnObject: { training: shares(x), samples: {} }
+  })
+  // five prompts per group; DisenDiff scores 0.8 on every prompt, Custom Diffusion `x` (varying by seed)
+  const prompts = (x: number) =>
+    GROUPS.flatMap((group) => Array.from({ length: 5 }, (_, i) => ({ group, prompt: `${group} ${i}`, seeds: [], methods: { disendiff: scores(0.8), baseline: scores(x) } })))
   const run = (seed: number, x: number): DemoMetrics =>
     ({
       seed,
       quick: false,
       weights: { file: "w", model: "builtin-shapes", identity: "0123456789abcdef", builtin: true },
-      summary: { disendiff: summary(x, 0.2), baseline: summary(x / 2, 0.4) }
+      summary: { disendiff: summary(0.8, 0.2), baseline: summary(x, 0.4) },
+      prompts: prompts(x)
     }) as unknown as DemoMetrics
+  const cells = (table: string, label: string, metric: string) => {
+    const line = table.split("\n").find((l) => l.startsWith(`| ${label} | ${metric} |`))
+    expect(line).toBeDefined()
+    return line!.split("|").slice(3, -1).map((c) => c.trim().match(/^(-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]$/)!.slice(1).map(Number))
+  }
 
-  it("writes mean ± sample standard deviation [min, max] per method, group and metric", () => {
-    const table = seedTable([run(1, 0.6), run(2, 0.8), run(3, 1.0)])
+  it("gives each method's mean with a bootstrap interval over seeds and prompts, and the paired difference", () => {
+    const runs = [run(1, 0.2), run(2, 0.4), run(3, 0.6)]
+    const table = seedTable(runs)
     expect(table).toContain("over 3 seeds (1, 2, 3), full demo, model builtin-shapes (identity 0123456789ab)")
-    expect(table).toContain("| prompts | metric | DisenDiff | Custom Diffusion (baseline) |")
-    // image alignment 0.6, 0.8, 1.0: mean 0.8, sd 0.2; the baseline's half of that
-    expect(table).toContain("| concept 1 alone | image alignment ↑ | 0.80 ± 0.20 [0.60, 1.00] | 0.40 ± 0.10 [0.30, 0.50] |")
-    expect(table).toContain("| concept 2 alone | leakage ↓ | 0.20 ± 0.20 [0.00, 0.40] | 0.60 ± 0.10 [0.50, 0.70] |")
-    expect(table).toContain("| training image | attention overlap ↓ | 0.20 ± 0.00 [0.20, 0.20] | 0.40 ± 0.00 [0.40, 0.40] |")
-    expect(table.split("\n").filter((l) => l.startsWith("| ")).length).toBe(1 + 9 + 1)
+    expect(table).toContain("| prompts | metric | DisenDiff | Custom Diffusion (baseline) | DisenDiff − Custom Diffusion (baseline) |")
+    // constant scores have a zero-width interval
+    expect(cells(table, "concept 1 alone", "image alignment ↑")[0]).toEqual([0.8, 0.8, 0.8])
+    // the baseline varies by seed only: mean 0.4, interval inside the seeds' range and around the mean
+    const [dd, cd, diff] = cells(table, "concept 1 alone", "image alignment ↑")
+    expect(cd![0]).toBe(0.4)
+    expect(cd![1]).toBeGreaterThanOrEqual(0.2)
+    expect(cd![1]).toBeLessThan(0.4)
+    expect(cd![2]).toBeGreaterThan(0.4)
+    expect(cd![2]).toBeLessThanOrEqual(0.6)
+    // paired: DisenDiff minus the baseline, with the library's paired bootstrap on the same draws
+    const matrix = (method: "disendiff" | "baseline") => runs.map((r) => r.prompts.filter((p) => p.group === "concept1").map((p) => p.methods[method].imageAlignment))
+    const d = pairedDifference(matrix("disendiff"), matrix("baseline"), { resamples: 2000 })
+    expect(diff).toEqual([d.mean, d.low, d.high].map((x) => Number(x.toFixed(2))))
+    expect(diff![0]).toBeCloseTo(dd![0]! - cd![0]!, 10)
+    expect(diff![1]).toBeGreaterThan(0)
+    // the same numbers as the library's bootstrap over the seeds x prompts matrix
+    const m = runs.map((r) => r.prompts.filter((p) => p.group === "concept2").map((p) => p.methods.baseline.leakage))
+    const i = bootstrapMean(m, { resamples: 2000 })
+    expect(cells(table, "concept 2 alone", "leakage ↓")[1]).toEqual([i.mean, i.low, i.high].map((x) => Number(x.toFixed(2))))
+    expect(cells(table, "training image", "attention overlap ↓")).toEqual([[0.2, 0.2, 0.2], [0.4, 0.4, 0.4], [-0.2, -0.2, -0.2]])
+    expect(cells(table, "training image", "attention of `circle` on its object ↑")[0]).toEqual([0.8, 0.8, 0.8])
+    // 9 prompt rows, the overlap, two tokens on the training image, none on samples (no seed has them)
+    expect(table.split("\n").filter((l) => l.startsWith("| ")).length).toBe(1 + 9 + 1 + 2)
   })
 })

@@ -2,7 +2,7 @@
  * `disendiff demo`: DisenDiff beside the Custom Diffusion baseline on the built-in model, end to end,
  * with figures, `metrics.json` and `report.html` in `--out`. The plan (seed, steps, prompts) is fixed in
  * `@disendiff/builtin/demo`'s `DemoPlan`; `--seeds 1,2,3 --summary FILE` runs it once per seed (into
- * OUT/seed-S) and writes the markdown table of means and spreads.
+ * OUT/seed-S) and writes the markdown table of means with bootstrap intervals and the paired difference.
  */
 import { type DemoMetrics, DemoOutputError, demoPlan, run, seedTable } from "@disendiff/builtin/demo"
 import { Console, Effect, Option, Stream } from "effect"
@@ -20,7 +20,7 @@ const flags = {
   quick: Flag.Boolean("quick").pipe(Flag.withDescription("fewer training steps, sampling steps and seeds"), Flag.withDefault(false)),
   seed: Flag.Int("seed").pipe(Flag.withDescription("the demo's seed (default: the plan's fixed seed)"), Flag.optional),
   seeds: Flag.String("seeds").pipe(Flag.withDescription("run once per seed, e.g. 1,2,3 (needs --summary)"), Flag.optional),
-  summary: Flag.String("summary").pipe(Flag.withDescription("with --seeds: the markdown file for the table of means and spreads"), Flag.optional),
+  summary: Flag.String("summary").pipe(Flag.withDescription("with --seeds: the markdown file for the table of means, intervals and paired differences"), Flag.optional),
   weights: Flag.String("weights").pipe(Flag.withDescription("a built-in model weights file (default: the installed one)"), Flag.optional),
   backend: Flag.Literals("backend", backendNames).pipe(Flag.withDescription("tensor backend"), Flag.withDefault("wasm" as const)),
   threads: threadsFlag,

@@ -5,13 +5,13 @@
  * "Methods of the comparison"). Everything that decides the numbers is here and in results.json.
  */
 import { type MethodSchedules, methodDefinition } from "@disendiff/core/compare/Methods.js"
-import type { TrainConfig } from "@disendiff/core/training/TrainConfig.js"
+import { defaultTrainConfig, effectiveLearningRate, type TrainConfig } from "@disendiff/core/training/TrainConfig.js"
 import { type DemoPlan, demoPlan, GROUPS, type GroupName, trainConfig } from "../demo/DemoPlan.js"
 
 export const DEFAULT_SEEDS: ReadonlyArray<number> = [1, 2, 3]
 
-/** The paper's effective DisenDiff learning rate on SD: 1e-5 x batch 2 x accumulation 4 (method doc b). */
-const PAPER_EFFECTIVE_LR = 8e-5
+/** The paper's effective DisenDiff learning rate on SD: 1e-5 x batch 2 x accumulation 4 = 8e-5 (method doc b). */
+const PAPER_EFFECTIVE_LR = effectiveLearningRate(defaultTrainConfig({ backbone: "sd", image: "", prompt: "" }))
 
 /**
  * The built-in model's schedules for the methods that bring their own, derived from the demo's DisenDiff

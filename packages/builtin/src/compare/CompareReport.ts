@@ -7,13 +7,13 @@ import { Effect } from "effect"
 import { escapeText } from "entities/escape"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
+import { formatInterval as interval } from "@disendiff/core/compare/Bootstrap.js"
 import { groupLabel, GROUPS } from "../demo/DemoPlan.js"
 import { CompareOutputError } from "./CompareCell.js"
 import type { CompareFigure } from "./Figures.js"
 import { type CompareResults, type Entry, metricLabel, METRICS } from "./Results.js"
 
 const f2 = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-")
-const interval = (e: Entry) => `${f2(e.mean)} [${f2(e.low)}, ${f2(e.high)}]`
 const signed = (v: number) => (v > 0 ? "+" : "") + f2(v)
 const difference = (e: Entry) => (e.differenceFromDisenDiff === undefined ? "" : `${signed(e.differenceFromDisenDiff.mean)} [${signed(e.differenceFromDisenDiff.low)}, ${signed(e.differenceFromDisenDiff.high)}]`)
 

@@ -7,17 +7,12 @@
  * the mean over its sampled images. The attention rows have one value per seed (the training image, or
  * the mean over a seed's samples): their intervals are over seeds only.
  */
-import { bootstrapMean, type Interval, pairedDifference } from "@disendiff/core/compare/Bootstrap.js"
+import { bootstrapMean, formatInterval, pairedDifference } from "@disendiff/core/compare/Bootstrap.js"
 import { groupLabel, GROUPS, type GroupName, METHODS, methodLabel, type MethodName } from "./DemoPlan.js"
 import type { DemoMetrics, MethodSummary, Scores } from "./Metrics.js"
 
 /** Replicates of every interval; the draws are keyed, so the table is the same on every run. */
 const RESAMPLES = 2000
-
-/** Two decimals, without a minus sign on a value that rounds to zero. */
-const fixed = (x: number): string => (Math.abs(x) < 0.005 ? 0 : x).toFixed(2)
-
-const interval = (i: Interval): string => `${fixed(i.mean)} [${fixed(i.low)}, ${fixed(i.high)}]`
 
 /** Seeds x prompts: each seed's score on each prompt of the group, for one method and metric. */
 const promptMatrix = (runs: ReadonlyArray<DemoMetrics>, group: GroupName, method: MethodName, metric: keyof Scores) =>
@@ -31,8 +26,8 @@ const seedColumn = (runs: ReadonlyArray<DemoMetrics>, method: MethodName, pick: 
 
 const row = (label: string, metric: string, matrices: Readonly<Record<MethodName, ReadonlyArray<ReadonlyArray<number>>>>): string => {
   const [a, b] = METHODS
-  const cells = METHODS.map((m) => interval(bootstrapMean(matrices[m], { resamples: RESAMPLES })))
-  return `| ${label} | ${metric} | ${cells.join(" | ")} | ${interval(pairedDifference(matrices[a], matrices[b], { resamples: RESAMPLES }))} |`
+  const cells = METHODS.map((m) => formatInterval(bootstrapMean(matrices[m], { resamples: RESAMPLES })))
+  return `| ${label} | ${metric} | ${cells.join(" | ")} | ${formatInterval(pairedDifference(matrices[a], matrices[b], { resamples: RESAMPLES }))} |`
 }
 
 export const seedTable = (runs: ReadonlyArray<DemoMetrics>): string => {

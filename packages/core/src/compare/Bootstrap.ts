@@ -76,6 +76,12 @@ export const bootstrapMean = (x: ReadonlyArray<ReadonlyArray<number>>, options: 
   return { mean, low: quantile(replicates, tail), high: quantile(replicates, 1 - tail) }
 }
 
+/** Two decimals, "-" for a missing value, and no minus sign on one that rounds to zero. */
+const twoDecimals = (x: number): string => (Number.isFinite(x) ? (Math.abs(x) < 0.005 ? 0 : x).toFixed(2) : "-")
+
+/** `mean [low, high]` to two decimals, as the tables print an interval. */
+export const formatInterval = (i: Interval): string => `${twoDecimals(i.mean)} [${twoDecimals(i.low)}, ${twoDecimals(i.high)}]`
+
 /** Method a minus method b on the same seeds and prompts, with the paired bootstrap interval. */
 export const pairedDifference = (
   a: ReadonlyArray<ReadonlyArray<number>>,

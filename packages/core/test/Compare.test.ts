@@ -108,6 +108,24 @@ describe("methods", () => {
     assert.deepStrictEqual(config, { ...base, calibration: { ...base.calibration, weight: 0.3 } })
     assert.strictEqual(variant.kind, "weight")
   })
+
+  it("learning-rate variants: Textual Inversion or DreamBooth with only the learning rate changed, by id", () => {
+    assert.deepStrictEqual(parseMethods({ methods: "dreambooth,dreambooth-lr4e-5,textual-inversion-lr5e-3,dreambooth-lr4e-5" }), {
+      ok: true,
+      ids: ["dreambooth", "dreambooth-lr4e-5", "textual-inversion-lr5e-3"]
+    })
+    // one spelling per rate, and only for the methods with a schedule of their own
+    for (const bad of ["dreambooth-lr0.00004", "dreambooth-lr4.0e-5", "textual-inversion-lr0.005", "dreambooth-lr0", "dreambooth-lr-1", "disendiff-lr1e-3", "custom-diffusion-lr1e-3", "dreambooth-lr1e400"]) {
+      assert.isFalse(parseMethods({ methods: bad }).ok, bad)
+      assert.isUndefined(methodDefinition(bad), bad)
+    }
+    assert.deepStrictEqual(parseMethods({ methods: "dreambooth-lr0.00004" }), { ok: false, unknown: "dreambooth-lr0.00004", choices: ["dreambooth-lr4e-5"] })
+    for (const [id, method, rate] of [["dreambooth-lr4e-5", "dreambooth", 4e-5], ["textual-inversion-lr5e-3", "textual-inversion", 0.005]] as const) {
+      const variant = methodDefinition(id)!
+      assert.strictEqual(variant.kind, "learning-rate")
+      assert.deepStrictEqual(variant.setup(base, paperSchedules), { ...methodDefinition(method)!.setup(base, paperSchedules), learningRate: rate })
+    }
+  })
 })
 
 const layers = (config: TrainConfig) => FakeBackbone.layer({ modifiers: ["<v1>", "<v2>"], trainable: config.trainable })

@@ -44,7 +44,7 @@ export const paperSchedules: MethodSchedules = {
   dreambooth: { steps: 250, learningRate: 5e-6, batchSize: 2, classImages: 200, classPrompt: null }
 }
 
-export type MethodKind = "method" | "ablation" | "trainable" | "weight"
+export type MethodKind = "method" | "ablation" | "trainable" | "weight" | "learning-rate"
 
 export interface MethodDefinition {
   readonly id: string
@@ -152,13 +152,39 @@ const weightVariant = (id: string): MethodDefinition | undefined => {
   }
 }
 
-export const methodDefinition = (id: string): MethodDefinition | undefined => definitions.find((d) => d.id === id) ?? weightVariant(id)
+/** Methods that bring their own schedule, whose learning rate a sweep varies (`<method>-lr<rate>`). */
+export const LR_METHODS = ["textual-inversion", "dreambooth"] as const
+
+/** Textual Inversion or DreamBooth with only the learning rate changed: one point of its learning-rate sweep. */
+export const learningRateVariantId = (method: (typeof LR_METHODS)[number], rate: number) => `${method}-lr${rate.toExponential()}`
+
+const learningRateVariant = (id: string): MethodDefinition | undefined => {
+  const m = /^(textual-inversion|dreambooth)-lr(\d+(?:\.\d+)?(?:e-?\d+)?)$/.exec(id)
+  if (m === null) return undefined
+  const method = m[1] as (typeof LR_METHODS)[number]
+  const rate = Number(m[2])
+  // one spelling per rate (4e-5, 1.25e-4), so that a run is never computed twice under two names
+  if (!(rate > 0 && Number.isFinite(rate)) || learningRateVariantId(method, rate) !== id) return undefined
+  const base = definitions.find((d) => d.id === method)!
+  return {
+    id,
+    label: `${base.label}, lr ${rate}`,
+    kind: "learning-rate",
+    source: `${base.source}; learning rate ${rate} instead of its schedule's: the learning-rate sweep`,
+    setup: (c, s) => ({ ...base.setup(c, s), learningRate: rate })
+  }
+}
+
+const variant = (id: string) => weightVariant(id) ?? learningRateVariant(id)
+
+export const methodDefinition = (id: string): MethodDefinition | undefined => definitions.find((d) => d.id === id) ?? variant(id)
 
 /** Every method, in the order of the comparison's tables. */
 export const allMethods: ReadonlyArray<MethodDefinition> = definitions
 
 /**
- * Parses the grid's methods: `methods` (comma-separated ids, "all" for every one), with `ablations`
+ * Parses the grid's methods: `methods` (comma-separated ids, "all" for every one; the variants
+ * `disendiff-w<weight>`, `textual-inversion-lr<rate>` and `dreambooth-lr<rate>` by id), with `ablations`
  * ("all", or comma-separated ablation ids) and `trainable` ("all", or qkv, attn2) added after them.
  * Returns the ids in the order asked, without repeats, or the first unknown name.
  */
@@ -179,7 +205,14 @@ export const parseMethods = (o: {
     return true
   }
   const methods = o.methods === undefined ? [...BASE_METHODS] : o.methods.trim() === "all" ? methodIds : split(o.methods)
-  for (const m of methods) if (!add(m, weightVariant(m) === undefined ? methodIds : [m])) return { ok: false, unknown: m, choices: methodIds }
+  for (const m of methods) {
+    if (add(m, variant(m) === undefined ? methodIds : [m])) continue
+    // a learning-rate variant in another spelling: name the one that is accepted
+    const lr = /^(textual-inversion|dreambooth)-lr(.+)$/.exec(m)
+    const rate = lr === null ? NaN : Number(lr[2])
+    const canonical = rate > 0 && Number.isFinite(rate) ? [learningRateVariantId(lr![1] as (typeof LR_METHODS)[number], rate)] : undefined
+    return { ok: false, unknown: m, choices: canonical ?? methodIds }
+  }
   if (o.ablations !== undefined) {
     const list = o.ablations.trim() === "all" ? ABLATIONS : split(o.ablations)
     for (const a of list) if (!add(a, ABLATIONS)) return { ok: false, unknown: a, choices: ABLATIONS }

@@ -158,13 +158,18 @@ export const LR_METHODS = ["textual-inversion", "dreambooth"] as const
 /** Textual Inversion or DreamBooth with only the learning rate changed: one point of its learning-rate sweep. */
 export const learningRateVariantId = (method: (typeof LR_METHODS)[number], rate: number) => `${method}-lr${rate.toExponential()}`
 
+/** The method and rate an id `<method>-lr<rate>` asks for, in any spelling of the rate. */
+const requestedRate = (id: string) => {
+  const method = LR_METHODS.find((m) => id.startsWith(`${m}-lr`))
+  const rate = method === undefined ? NaN : Number(id.slice(method.length + 3))
+  return method !== undefined && rate > 0 && Number.isFinite(rate) ? { method, rate } : undefined
+}
+
 const learningRateVariant = (id: string): MethodDefinition | undefined => {
-  const m = /^(textual-inversion|dreambooth)-lr(\d+(?:\.\d+)?(?:e-?\d+)?)$/.exec(id)
-  if (m === null) return undefined
-  const method = m[1] as (typeof LR_METHODS)[number]
-  const rate = Number(m[2])
+  const asked = requestedRate(id)
   // one spelling per rate (4e-5, 1.25e-4), so that a run is never computed twice under two names
-  if (!(rate > 0 && Number.isFinite(rate)) || learningRateVariantId(method, rate) !== id) return undefined
+  if (asked === undefined || learningRateVariantId(asked.method, asked.rate) !== id) return undefined
+  const { method, rate } = asked
   const base = definitions.find((d) => d.id === method)!
   return {
     id,
@@ -208,10 +213,8 @@ export const parseMethods = (o: {
   for (const m of methods) {
     if (add(m, variant(m) === undefined ? methodIds : [m])) continue
     // a learning-rate variant in another spelling: name the one that is accepted
-    const lr = /^(textual-inversion|dreambooth)-lr(.+)$/.exec(m)
-    const rate = lr === null ? NaN : Number(lr[2])
-    const canonical = rate > 0 && Number.isFinite(rate) ? [learningRateVariantId(lr![1] as (typeof LR_METHODS)[number], rate)] : undefined
-    return { ok: false, unknown: m, choices: canonical ?? methodIds }
+    const asked = requestedRate(m)
+    return { ok: false, unknown: m, choices: asked === undefined ? methodIds : [learningRateVariantId(asked.method, asked.rate)] }
   }
   if (o.ablations !== undefined) {
     const list = o.ablations.trim() === "all" ? ABLATIONS : split(o.ablations)

@@ -92,6 +92,11 @@ describe("methods", () => {
     assert.deepStrictEqual([ti.trainable, ti.steps, ti.learningRate, ti.batchSize, ti.calibration.enabled, ti.regularization.generate], ["tokens", 5000, 5e-4, 4, false, 0])
     const db = setup("dreambooth")
     assert.deepStrictEqual([db.trainable, db.steps, db.learningRate, db.batchSize, db.calibration.enabled, db.regularization.generate], ["unet", 250, 5e-6, 2, false, 200])
+    // DreamBooth's setup with DisenDiff's calibration: only the attention terms differ from DreamBooth
+    const dbdd = setup("dreambooth-disendiff")
+    assert.deepStrictEqual(dbdd, { ...db, calibration: base.calibration })
+    assert.isTrue(dbdd.calibration.enabled)
+    assert.isTrue(parseMethods({ methods: "dreambooth,dreambooth-disendiff" }).ok)
     assert.strictEqual(setup("no-bind").calibration.bind, false)
     assert.strictEqual(setup("twice-suppression").calibration.suppression, "twice")
     assert.strictEqual(setup("trainable-attn2").trainable, "attn2")
@@ -131,7 +136,7 @@ describe("methods", () => {
 const layers = (config: TrainConfig) => FakeBackbone.layer({ modifiers: ["<v1>", "<v2>"], trainable: config.trainable })
 
 describe("every method's trainable set on the fake backbone", () => {
-  for (const id of ["disendiff", "textual-inversion", "dreambooth", "trainable-qkv", "trainable-attn2"]) {
+  for (const id of ["disendiff", "textual-inversion", "dreambooth", "dreambooth-disendiff", "trainable-qkv", "trainable-attn2"]) {
     it.effect(`${id}: the set trains, everything else stays bit for bit`, () =>
       Effect.gen(function*() {
         const dir = yield* Effect.promise(() => tempDir())
@@ -145,10 +150,10 @@ describe("every method's trainable set on the fake backbone", () => {
           const backbone = yield* Backbone
           const names = [...snap.trainable.keys()].sort()
           const unet = names.filter((n) => n.startsWith("unet."))
-          const expectUnet = { disendiff: /attn2\.to_[kv]\.weight$/, "trainable-qkv": /attn2\.to_[qkv]\.weight$/, "trainable-attn2": /\.attn2\./, dreambooth: /./, "textual-inversion": /$^/ }[id]!
+          const expectUnet = { disendiff: /attn2\.to_[kv]\.weight$/, "trainable-qkv": /attn2\.to_[qkv]\.weight$/, "trainable-attn2": /\.attn2\./, dreambooth: /./, "dreambooth-disendiff": /./, "textual-inversion": /$^/ }[id]!
           assert.isTrue(unet.length > 0 || id === "textual-inversion")
           assert.isTrue(unet.every((n) => expectUnet.test(n)), `${id}: ${unet.join(", ")}`)
-          assert.strictEqual(names.includes(modifierEmbeddingsName), id !== "dreambooth")
+          assert.strictEqual(names.includes(modifierEmbeddingsName), !id.startsWith("dreambooth"))
           // every trained tensor moved; the frozen ones are the backbone's, untouched
           for (const n of names) {
             const before = (backbone.parameters.trainable.get(n) ?? backbone.parameters.frozen.get(n))!.dataSync()
@@ -156,7 +161,7 @@ describe("every method's trainable set on the fake backbone", () => {
             assert.isTrue(after.some((v, i) => v !== before[i]), `${id}: ${n} did not change`)
           }
           for (const n of backbone.parameters.frozen.keys()) assert.isFalse(names.includes(n), `${id}: frozen ${n} was trained`)
-          if (id === "dreambooth") {
+          if (id.startsWith("dreambooth")) {
             // every UNet weight is in the set; the identifier rows are frozen
             assert.isTrue([...backbone.parameters.frozen.keys()].every((n) => !n.startsWith("unet.")))
             assert.isTrue(backbone.parameters.frozen.has(modifierEmbeddingsName))

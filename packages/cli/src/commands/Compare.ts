@@ -21,7 +21,7 @@ import { formatSeconds } from "../Progress.js"
 const flags = {
   out: Flag.String("out").pipe(Flag.withDescription("output folder (results.json, report.html, figures/, runs/<method>/seed-<s>/)"), Flag.withDefault("compare")),
   methods: Flag.String("methods").pipe(
-    Flag.withDescription("comma-separated: disendiff, custom-diffusion, textual-inversion, dreambooth, an ablation, trainable-qkv, trainable-attn2, or all (default: the four methods); textual-inversion-lr<rate> / dreambooth-lr<rate> (written as 4e-5, 1.25e-4) change only that method's learning rate: its sweep"),
+    Flag.withDescription("comma-separated: disendiff, custom-diffusion, textual-inversion, dreambooth, an ablation, trainable-qkv, trainable-attn2, dreambooth-disendiff (DreamBooth's setup with DisenDiff's attention terms), or all (default: the four methods); textual-inversion-lr<rate> / dreambooth-lr<rate> (written as 4e-5, 1.25e-4) change only that method's learning rate: its sweep"),
     Flag.optional
   ),
   ablations: Flag.String("ablations").pipe(Flag.withDescription("add the paper's ablations: all, or some of no-bind,no-separation,separate-only,no-suppression,twice-suppression,no-gaussian,all-resolutions"), Flag.optional),

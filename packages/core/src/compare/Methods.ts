@@ -65,6 +65,13 @@ const withSchedule = (c: TrainConfig, s: Schedule): TrainConfig => ({
   gradientAccumulation: 1
 })
 
+/** DreamBooth's setup around `c`'s calibration: every UNet weight, class images for prior preservation, its schedule. */
+const dreamboothSetup = (c: TrainConfig, s: MethodSchedules): TrainConfig => ({
+  ...withSchedule(c, s.dreambooth),
+  trainable: "unet",
+  regularization: { dir: null, generate: s.dreambooth.classImages, prompt: s.dreambooth.classPrompt }
+})
+
 const calibrationOff = (c: TrainConfig): TrainConfig => ({ ...c, calibration: { ...c.calibration, ...calibrationAblations["custom-diffusion"] } })
 
 export const BASE_METHODS = ["disendiff", "custom-diffusion", "textual-inversion", "dreambooth"] as const
@@ -112,11 +119,15 @@ const definitions: ReadonlyArray<MethodDefinition> = [
     label: "DreamBooth",
     kind: "method",
     source: "DreamBooth (CVPR 2023): the whole UNet with prior preservation on generated class images",
-    setup: (c, s) => ({
-      ...withSchedule(calibrationOff(c), s.dreambooth),
-      trainable: "unet",
-      regularization: { dir: null, generate: s.dreambooth.classImages, prompt: s.dreambooth.classPrompt }
-    })
+    setup: (c, s) => dreamboothSetup(calibrationOff(c), s)
+  },
+  {
+    id: "dreambooth-disendiff",
+    label: "DisenDiff on DreamBooth's setup",
+    kind: "trainable",
+    source:
+      "DreamBooth's setup (the whole UNet, prior preservation, its schedule) with DisenDiff's attention terms on: the calibration where every UNet weight trains",
+    setup: (c, s) => ({ ...dreamboothSetup(c, s), calibration: c.calibration })
   },
   ...ABLATIONS.map((a): MethodDefinition => ({
     id: a,

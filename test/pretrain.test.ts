@@ -41,6 +41,28 @@ describe("pretrain", () => {
     expect((await fs.readdir(path.join(dir, "s"))).filter((f) => f.endsWith(".png"))).toHaveLength(1)
   })
 
+  it("a config file given on resume changes only the fields it names, and not the model's size", async () => {
+    const dir = await tempDir()
+    const config = path.join(dir, "tiny.json")
+    await fs.writeFile(config, JSON.stringify(tiny))
+    const a = await disendiff(["pretrain", "--world", "shapes-v2", "--out", path.join(dir, "a"), "--config", config, "--steps", "2"])
+    expect(a.code, a.stderr).toBe(0)
+    const schedule = path.join(dir, "decay.json")
+    await fs.writeFile(schedule, JSON.stringify({ decay: "cosine", decaySteps: 3, minLearningRate: 1e-5 }))
+    const resumed = await disendiff(["pretrain", "--out", path.join(dir, "a"), "--resume", path.join(dir, "a", "checkpoint.msgpack"), "--config", schedule, "--steps", "4"])
+    expect(resumed.code, resumed.stderr).toBe(0)
+    const stored = JSON.parse((await disendiff(["checkpoint", "inspect", "--json", path.join(dir, "a", "checkpoint.msgpack")])).stdout)
+    // the run's own world and batch stay (not the defaults: shapes, 32); the schedule is the file's (cosine to 1e-5 at step 3)
+    expect([stored.config.world, stored.config.batchSize, stored.lastLoss.step, stored.lastLoss.lr]).toEqual(["shapes-v2", tiny.batchSize, 4, 1e-5])
+    const resized = path.join(dir, "resized.json")
+    await fs.writeFile(resized, JSON.stringify({ size: { ...tiny.size, channels: [8, 16] } }))
+    const refused = await disendiff(["pretrain", "--out", path.join(dir, "a"), "--resume", path.join(dir, "a", "checkpoint.msgpack"), "--config", resized, "--steps", "5"])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain(`configuration ${resized}: "size" differs from the resumed run's`)
+    expect(refused.stderr).toContain("--init")
+    expect(refused.stderr.trim().split("\n")).toHaveLength(1)
+  })
+
   it("micro-batches on worker threads give the same digest as in one thread (uneven split: 3 over 2)", async () => {
     const dir = await tempDir()
     const config = path.join(dir, "tiny.json")

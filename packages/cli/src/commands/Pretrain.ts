@@ -48,14 +48,15 @@ const report = (json: boolean) => (e: PretrainEvent) =>
     }
   })
 
-const readConfig = (file: Option.Option<string>) =>
+/** The config file's fields over `base` (the defaults; when resuming, the run's own configuration). */
+const readConfig = (file: Option.Option<string>, base: PretrainConfig = defaultPretrainConfig) =>
   Effect.gen(function*() {
-    if (Option.isNone(file)) return defaultPretrainConfig
+    if (Option.isNone(file)) return base
     const raw = yield* Effect.tryPromise({
       try: async () => JSON.parse(await fs.readFile(file.value, "utf8")) as Record<string, unknown>,
       catch: (e) => new ConfigFileError({ path: file.value, reason: e instanceof SyntaxError ? `invalid JSON (${e.message})` : "cannot read the file" })
     })
-    return yield* Schema.decodeUnknownEffect(PretrainConfig)({ ...defaultPretrainConfig, ...raw }).pipe(
+    return yield* Schema.decodeUnknownEffect(PretrainConfig)({ ...base, ...raw }).pipe(
       Effect.mapError((e) => new ConfigFileError({ path: file.value, reason: e.message }))
     )
   })
@@ -91,8 +92,20 @@ export const pretrain = Command.make(
         : yield* Schema.decodeUnknownEffect(PretrainConfig)(resume.snapshot.header.config).pipe(
           Effect.mapError((e) => new ConfigFileError({ path: resume.path, reason: `stored configuration is invalid: ${e.message}` }))
         )
-      // when resuming, a config file may change the schedule (steps, learning rate, evaluation) of the run
-      const overrides = resume !== undefined && Option.isSome(f.config) ? yield* readConfig(f.config) : undefined
+      // when resuming, a config file may change the schedule (steps, learning rate, evaluation) of the run;
+      // the fields it leaves out keep the run's values, and what the weights depend on cannot change
+      const overrides = resume !== undefined && Option.isSome(f.config) ? yield* readConfig(f.config, base) : undefined
+      if (resume !== undefined && overrides !== undefined) {
+        for (const field of ["world", "size", "recipe"] as const) {
+          if (JSON.stringify(overrides[field]) !== JSON.stringify(base[field])) {
+            return yield* new ConfigFileError({
+              path: Option.getOrElse(f.config, () => ""),
+              reason: `"${field}" differs from the resumed run's (${JSON.stringify(base[field])}), which its weights depend on`,
+              fix: `leave "${field}" out of the file, or start a new run from these weights with --init ${resume.path}`
+            })
+          }
+        }
+      }
       if (resume !== undefined && Option.isSome(f.init)) {
         return yield* new UsageError({ message: `--init ${f.init.value}: a resumed run already has its weights; give --resume or --init, not both` })
       }

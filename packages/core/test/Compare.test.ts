@@ -4,13 +4,26 @@
  * fake backbone (results in cell order whatever the jobs, finished cells reused).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Stream } from "effect"
+import { Cause, Effect, Exit, Layer, Stream } from "effect"
 import * as path from "node:path"
 import { bootstrapMean, pairedDifference, quantile } from "../src/compare/Bootstrap.js"
 import { trainCell } from "../src/compare/Cell.js"
 import { type CellRunner, type GridEvent, gridCells, runGrid } from "../src/compare/Grid.js"
 import { allMethods, methodDefinition, paperSchedules, parseMethods } from "../src/compare/Methods.js"
-import { Backbone, CheckpointFile, CpuBackend, defaultTrainConfig, FakeBackbone, modifierEmbeddingsName, type TrainConfig } from "../src/index.js"
+import {
+  AttentionProbe,
+  Backbone,
+  CheckpointFile,
+  Checkpoints,
+  CpuBackend,
+  defaultTrainConfig,
+  FakeBackbone,
+  LossCalibrator,
+  modifierEmbeddingsName,
+  Optimizer,
+  type TrainConfig,
+  Trainer
+} from "../src/index.js"
 import { tempDir, writeTestImage } from "./fixtures.js"
 
 describe("bootstrap intervals", () => {
@@ -170,6 +183,42 @@ describe("every method's trainable set on the fake backbone", () => {
         }).pipe(Effect.provide(layers(config)))
       }).pipe(Effect.provide(CpuBackend.layer)), 120_000)
   }
+})
+
+describe("the all-resolutions ablation", () => {
+  const config = (image: string, id: string) => {
+    const base = { ...defaultTrainConfig({ backbone: "fake", image, prompt: "<v1> cat and <v2> dog" }), steps: 2, learningRate: 1e-2, scaleLearningRate: false, batchSize: 2, gradientAccumulation: 1 }
+    return methodDefinition(id)!.setup(base, paperSchedules)
+  }
+  it.effect("trains on every layer's maps (the fake backbone's 16x16 and 8x8): its weights differ from DisenDiff's", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const kv: Array<ArrayLike<number>> = []
+      for (const id of ["disendiff", "all-resolutions"]) {
+        const c = config(image, id)
+        yield* trainCell({ config: c, out: path.join(dir, id) }).pipe(Effect.provide(layers(c)))
+        const snap = yield* CheckpointFile.load(path.join(dir, id, "checkpoint.msgpack"))
+        kv.push(snap.trainable.get([...snap.trainable.keys()].find((n) => n.startsWith("unet."))!)!.data)
+      }
+      // the same data, noise and base loss: only the maps the terms read differ
+      const [a, b] = kv as [ArrayLike<number>, ArrayLike<number>]
+      assert.isTrue(Array.from(a).some((v, i) => v !== b[i]), "all-resolutions trained as DisenDiff")
+    }).pipe(Effect.provide(CpuBackend.layer)), 120_000)
+
+  it.effect("the trainer refuses a probe that records other maps than the calibration reads", () =>
+    Effect.gen(function*() {
+      const dir = yield* Effect.promise(() => tempDir())
+      const image = yield* Effect.promise(() => writeTestImage(dir))
+      const c = config(image, "all-resolutions")
+      const exit = yield* Trainer.train({ config: c, out: path.join(dir, "run") }).pipe(
+        Stream.runDrain,
+        Effect.provide(Layer.mergeAll(FakeBackbone.layer({ modifiers: ["<v1>", "<v2>"] }), AttentionProbe.layer(), LossCalibrator.layer(c.calibration), Optimizer.layer(c.optimizer), Checkpoints.layer)),
+        Effect.exit
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      assert.include(String(Cause.squash((exit as Exit.Failure<unknown, unknown>).cause)), "calibration.maps \"all-resolutions\"")
+    }).pipe(Effect.provide(CpuBackend.layer)), 60_000)
 })
 
 describe("the grid program", () => {

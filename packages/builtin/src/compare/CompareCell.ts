@@ -12,6 +12,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { defaultSelection } from "@disendiff/core/attention/AttentionProbe.js"
+import { probeSelection } from "@disendiff/core/loss/LossCalibrator.js"
 import { imageAttention, mapOf, type TokenMaps } from "@disendiff/core/attention/ImageAttention.js"
 import { Backbone, type BackboneShape, type ModelError } from "@disendiff/core/backbone/Backbone.js"
 import { load as loadCheckpoint, type CheckpointError } from "@disendiff/core/checkpoint/Checkpoints.js"
@@ -87,7 +88,10 @@ export const cellKey = (plan: ComparePlan, cell: GridCell, out: string, caption:
     prompts: cellPrompts(plan, cell.seed),
     sampling: plan.demo.sampling,
     attentionTimesteps: plan.demo.attentionTimesteps,
-    weights: weightsDigest
+    weights: weightsDigest,
+    // the all-resolutions ablation trained on the 16x16 maps until 2026-11-30 (its probe was not
+    // wired): its key names the maps it now records, so an earlier run is refused, not reused
+    ...(config.calibration.maps === "16x16" ? {} : { trainingProbe: probeSelection(config.calibration) })
   })).digest("hex")
 }
 

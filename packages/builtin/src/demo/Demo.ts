@@ -19,7 +19,7 @@ import { type BackboneSpec, backboneSpecLayer, type BackboneWorkers } from "../b
 import { CheckpointError, Checkpoints, load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
 import { colourScale, column, enlarge, heatmap, row } from "@disendiff/core/image/Heatmap.js"
 import { encodePng, type RgbImage } from "@disendiff/core/image/Image.js"
-import { LossCalibrator } from "@disendiff/core/loss/LossCalibrator.js"
+import { LossCalibrator, probeSelection } from "@disendiff/core/loss/LossCalibrator.js"
 import { makeWeights } from "@disendiff/core/nn/Weights.js"
 import { Optimizer } from "@disendiff/core/optim/Optimizer.js"
 import { sampleJob } from "@disendiff/core/sampling/SampleJob.js"
@@ -218,10 +218,10 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
       }
       const run = { config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY }
       yield* workers !== undefined
-        ? workers.trainRun(spec, { ...run, selection: defaultSelection }, onEvent)
+        ? workers.trainRun(spec, { ...run, selection: probeSelection(config.calibration) }, onEvent)
         : train(run).pipe(
           Stream.runForEach(onEvent),
-          Effect.provide(Layer.mergeAll(AttentionProbe.layer(defaultSelection), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+          Effect.provide(Layer.mergeAll(AttentionProbe.layer(probeSelection(config.calibration)), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
         )
       return {
         ...last,

@@ -21,7 +21,7 @@ import { Checkpoints, load as loadCheckpoint } from "@disendiff/core/checkpoint/
 import { regularizationSet, trainingImage } from "../demo/DemoData.js"
 import { conceptMap, demoPlan, trainConfig } from "../demo/DemoPlan.js"
 import { encodePng } from "@disendiff/core/image/Image.js"
-import { LossCalibrator } from "@disendiff/core/loss/LossCalibrator.js"
+import { LossCalibrator, probeSelection } from "@disendiff/core/loss/LossCalibrator.js"
 import { Optimizer } from "@disendiff/core/optim/Optimizer.js"
 import { sample } from "@disendiff/core/sampling/Sampler.js"
 import type { TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
@@ -103,7 +103,7 @@ export const runGate = (o: GateOptions) =>
     const backboneLayer = ToyBackbone.layer({ modifiers, classWords, weights: o.weights })
     yield* train({ config, out: path.join(dir, "run") }).pipe(
       Stream.runDrain,
-      Effect.provide(Layer.mergeAll(backboneLayer, AttentionProbe.layer(), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+      Effect.provide(Layer.mergeAll(backboneLayer, AttentionProbe.layer(probeSelection(config.calibration)), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
     )
     const snapshot = yield* loadCheckpoint(path.join(dir, "run", "checkpoint.msgpack"))
     const concepts = conceptMap(plan)

@@ -19,6 +19,7 @@ import {
   checkPromptWords,
   defaultTrainConfig,
   LossCalibrator,
+  probeSelection,
   Optimizer,
   readImage,
   Safetensors,
@@ -225,7 +226,7 @@ export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
   const backbone = backboneLayer(config, modifiers)
   return Layer.mergeAll(
     backbone,
-    AttentionProbe.layer({ queries: config.calibration.maps === "all-resolutions" ? "all" : 256 }),
+    AttentionProbe.layer(probeSelection(config.calibration)),
     LossCalibrator.layer(config.calibration),
     Optimizer.layer(config.optimizer),
     Checkpoints.layer

@@ -14,7 +14,7 @@ import * as path from "node:path"
 import { AttentionProbe } from "../attention/AttentionProbe.js"
 import type { Backbone } from "../backbone/Backbone.js"
 import { Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
-import { LossCalibrator } from "../loss/LossCalibrator.js"
+import { LossCalibrator, probeSelection } from "../loss/LossCalibrator.js"
 import { Optimizer } from "../optim/Optimizer.js"
 import type { TensorRuntime } from "../tensor/TensorRuntime.js"
 import { checkpointPath, train, type TrainError } from "../training/Trainer.js"
@@ -50,7 +50,7 @@ export const trainCell = (o: {
         trainedSteps++
         return o.onStep?.(e.step, e.totalSteps) ?? Effect.void
       }),
-      Effect.provide(Layer.mergeAll(AttentionProbe.layer(), LossCalibrator.layer(o.config.calibration), Optimizer.layer(o.config.optimizer), Checkpoints.layer))
+      Effect.provide(Layer.mergeAll(AttentionProbe.layer(probeSelection(o.config.calibration)), LossCalibrator.layer(o.config.calibration), Optimizer.layer(o.config.optimizer), Checkpoints.layer))
     )
     return { checkpoint: file, last, trainedSteps, resumedFrom: resume?.snapshot.header.step ?? 0 }
   })

@@ -11,8 +11,8 @@
  * least one modifier; the others feed only L_base. Every ablation of the paper is a config switch.
  */
 import { Context, Layer, Schema } from "effect"
-import type { AggregatedMaps } from "../attention/AttentionProbe.js"
-import { tokenMap } from "../attention/AttentionProbe.js"
+import type { AggregatedMaps, ProbeSelection } from "../attention/AttentionProbe.js"
+import { defaultSelection, tokenMap } from "../attention/AttentionProbe.js"
 import { conv2dFrozen, stopGradient } from "../nn/fastOps.js"
 import { tf } from "../tensor/Tf.js"
 
@@ -55,6 +55,13 @@ export const officialCalibration: CalibrationConfig = {
   smooth: 1,
   maps: "16x16"
 }
+
+/**
+ * The attention layers the calibration reads, as the probe selects them: the 16x16 (256-query) layers,
+ * or every layer resized to one grid for the all-resolutions ablation. Training must record with this
+ * selection (`Trainer` checks), else the ablation trains on the official maps.
+ */
+export const probeSelection = (c: CalibrationConfig): ProbeSelection => (c.maps === "all-resolutions" ? { queries: "all" } : defaultSelection)
 
 /** Named ablations of the paper, as overrides of the official configuration. */
 export const ablations: Record<string, Partial<CalibrationConfig>> = {

@@ -17,7 +17,7 @@ import { Backbone } from "../backbone/Backbone.js"
 import { CheckpointError, Checkpoints } from "../checkpoint/Checkpoints.js"
 import { formatVersion, type LossRecord, type Snapshot, snapshotDigest } from "../checkpoint/Snapshot.js"
 import { ImageError, readImage } from "../image/Image.js"
-import { LossCalibrator } from "../loss/LossCalibrator.js"
+import { LossCalibrator, probeSelection } from "../loss/LossCalibrator.js"
 import { Optimizer, type OptimizerState, squaredNorm } from "../optim/Optimizer.js"
 import { type CheckpointEvent, NumericalError, runLoop, sumInOrder } from "./Loop.js"
 import { type OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
@@ -127,6 +127,13 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const optimizer = yield* Optimizer
   const checkpoints = yield* Checkpoints
   const runtime = yield* TensorRuntime
+  // the probe records the maps the calibration reads; a probe for other layers would train another method
+  const wanted = probeSelection(options.config.calibration)
+  if (options.config.calibration.enabled && probe.selection.queries !== wanted.queries) {
+    return yield* Effect.die(
+      new Error(`the AttentionProbe layer selects ${JSON.stringify(probe.selection)} but calibration.maps "${options.config.calibration.maps}" reads ${JSON.stringify(wanted)}: provide AttentionProbe.layer(probeSelection(config.calibration))`)
+    )
+  }
 
   // ---- data ----
   const imageBytes = yield* Effect.tryPromise({

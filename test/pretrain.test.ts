@@ -17,11 +17,17 @@ const tiny = {
   checkpointEvery: 0
 }
 
+/** A fresh folder holding `tiny.json`: the tiny configuration with `fields` over it. */
+const tinyConfig = async (fields: Record<string, unknown> = {}) => {
+  const dir = await tempDir()
+  const config = path.join(dir, "tiny.json")
+  await fs.writeFile(config, JSON.stringify({ ...tiny, ...fields }))
+  return { dir, config }
+}
+
 describe("pretrain", () => {
   it("4 steps straight equal 2 steps, stop, resume to 4 (same digest); the EMA exports as a model file", async () => {
-    const dir = await tempDir()
-    const config = path.join(dir, "tiny.json")
-    await fs.writeFile(config, JSON.stringify(tiny))
+    const { dir, config } = await tinyConfig()
     const a = await disendiff(["pretrain", "--world", "shapes", "--out", path.join(dir, "a"), "--config", config, "--steps", "4"])
     expect(a.code, a.stderr).toBe(0)
     const b1 = await disendiff(["pretrain", "--out", path.join(dir, "b"), "--config", config, "--steps", "2"])
@@ -42,9 +48,7 @@ describe("pretrain", () => {
   })
 
   it("a config file given on resume changes only the fields it names, and not the model's size", async () => {
-    const dir = await tempDir()
-    const config = path.join(dir, "tiny.json")
-    await fs.writeFile(config, JSON.stringify(tiny))
+    const { dir, config } = await tinyConfig()
     const a = await disendiff(["pretrain", "--world", "shapes-v2", "--out", path.join(dir, "a"), "--config", config, "--steps", "2"])
     expect(a.code, a.stderr).toBe(0)
     const schedule = path.join(dir, "decay.json")
@@ -64,9 +68,7 @@ describe("pretrain", () => {
   })
 
   it("micro-batches on worker threads give the same digest as in one thread (uneven split: 3 over 2)", async () => {
-    const dir = await tempDir()
-    const config = path.join(dir, "tiny.json")
-    await fs.writeFile(config, JSON.stringify({ ...tiny, gradientAccumulation: 3 }))
+    const { dir, config } = await tinyConfig({ gradientAccumulation: 3 })
     const one = await disendiff(["pretrain", "--out", path.join(dir, "one"), "--config", config, "--steps", "3", "--workers", "1"])
     expect(one.code, one.stderr).toBe(0)
     const two = await disendiff(["pretrain", "--out", path.join(dir, "two"), "--config", config, "--steps", "3", "--workers", "2"])
@@ -78,9 +80,7 @@ describe("pretrain", () => {
   })
 
   it("Ctrl-C with worker threads saves a checkpoint that resumes to the uninterrupted run's digest", async () => {
-    const dir = await tempDir()
-    const config = path.join(dir, "tiny.json")
-    await fs.writeFile(config, JSON.stringify(tiny))
+    const { dir, config } = await tinyConfig()
     let sent = false
     const r = await disendiff(["pretrain", "--out", path.join(dir, "i"), "--config", config, "--steps", "400", "--workers", "2", "--json"], {
       onStdoutLine: (line, kill) => {

@@ -4,7 +4,7 @@
  * same code as the main thread, and answers with plain data. `workerData` is `{ backend, threads }`
  * (threads of this worker's own wasm backend). It keeps the last backbone and training data it was sent.
  */
-import { AttentionProbe, Backbone, type BackendName, Checkpoints, LossCalibrator, Optimizer, type OutOfMemory, tf, Trainer } from "@disendiff/core"
+import { AttentionProbe, Backbone, type BackendName, LossCalibrator, type OutOfMemory, tf, Trainer } from "@disendiff/core"
 import { type BackboneSpec, backboneSpecLayer, MicroBatch, type PretrainConfig, type TrainRun } from "@disendiff/builtin"
 import { runSampleJob, type SampleJob } from "@disendiff/core/sampling/SampleJob.js"
 import { makeTrainMicroBatch, type MicroBatchTask, readValues, type TrainData } from "@disendiff/core/training/TrainMicroBatch.js"
@@ -122,16 +122,10 @@ const handle = (req: WorkerRequest) =>
       }
       case "trainRun": {
         // the layers the demo gives an in-process run, built from the same plain data
-        const { config, out, termGradientsEvery, selection } = req.run
+        const { config, out, termGradientsEvery } = req.run
         yield* Trainer.train({ config, out, termGradientsEvery }).pipe(
           Stream.runForEach((event) => Effect.sync(() => post({ _tag: "progress", id: req.id, event }))),
-          Effect.provide(Layer.mergeAll(
-            backboneSpecLayer(req.spec),
-            AttentionProbe.layer(selection),
-            LossCalibrator.layer(config.calibration),
-            Optimizer.layer(config.optimizer),
-            Checkpoints.layer
-          ))
+          Effect.provide(Layer.merge(backboneSpecLayer(req.spec), Trainer.trainingServices(config)))
         )
         return { result: null, transfer: [] }
       }

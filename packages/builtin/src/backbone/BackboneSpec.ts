@@ -4,7 +4,6 @@
  * left out on purpose: a copy per thread would not fit wasm's heap for long.
  */
 import type { Effect, Layer } from "effect"
-import type { ProbeSelection } from "@disendiff/core/attention/AttentionProbe.js"
 import type { OutOfMemory } from "@disendiff/core/tensor/TensorRuntime.js"
 import type { PromptError } from "@disendiff/core/tokenizer/Tokenizer.js"
 import type { TrainConfig } from "@disendiff/core/training/TrainConfig.js"
@@ -24,12 +23,11 @@ export type BackboneSpec =
 export const backboneSpecLayer = (spec: BackboneSpec): Layer.Layer<Backbone, ModelError, TensorRuntime> =>
   spec.kind === "toy" ? ToyBackbone.layer(spec.options) : FakeBackbone.layer(spec.options)
 
-/** A whole personalisation run, as `Trainer.train` takes it, with the attention probe's selection. */
+/** A whole personalisation run, as `Trainer.train` takes it (its services follow from the config: `trainingServices`). */
 export interface TrainRun {
   readonly config: TrainConfig
   readonly out: string
   readonly termGradientsEvery?: number | undefined
-  readonly selection: ProbeSelection
 }
 
 /**

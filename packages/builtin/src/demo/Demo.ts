@@ -8,25 +8,23 @@
  * Progress is a typed `Stream` of events with an estimate of the time left, counted in denoiser row
  * passes (`workUnits`), so training steps and sampling steps weigh what they cost.
  */
-import { Clock, Effect, Layer, Queue, Result, Schema, Stream } from "effect"
+import { Clock, Effect, Queue, Result, Schema, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { AttentionProbe, defaultSelection } from "@disendiff/core/attention/AttentionProbe.js"
+import { defaultSelection } from "@disendiff/core/attention/AttentionProbe.js"
 import { imageAttention, mapOf, type TokenMaps } from "@disendiff/core/attention/ImageAttention.js"
 import { Backbone, type BackboneShape, type ModelError } from "@disendiff/core/backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
 import { type BackboneSpec, backboneSpecLayer, type BackboneWorkers } from "../backbone/BackboneSpec.js"
-import { CheckpointError, Checkpoints, load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
+import { CheckpointError, load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
 import { colourScale, column, enlarge, heatmap, row } from "@disendiff/core/image/Heatmap.js"
 import { encodePng, type RgbImage } from "@disendiff/core/image/Image.js"
-import { LossCalibrator, probeSelection } from "@disendiff/core/loss/LossCalibrator.js"
 import { makeWeights } from "@disendiff/core/nn/Weights.js"
-import { Optimizer } from "@disendiff/core/optim/Optimizer.js"
 import { sampleJob } from "@disendiff/core/sampling/SampleJob.js"
 import { TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
 import { tf } from "@disendiff/core/tensor/Tf.js"
 import { conceptTokens } from "@disendiff/core/training/Prompt.js"
-import { checkpointPath, train, type TrainError, type TrainEvent } from "@disendiff/core/training/Trainer.js"
+import { checkpointPath, train, type TrainError, type TrainEvent, trainingServices } from "@disendiff/core/training/Trainer.js"
 import { type CaptionError, parseCaption } from "../world/Caption.js"
 import { regularizationSet, trainingImage } from "./DemoData.js"
 import {
@@ -218,10 +216,10 @@ const program = Effect.fnUntraced(function*(options: DemoOptions, emit: (e: Demo
       }
       const run = { config, out: path.join(out, method), termGradientsEvery: TERM_GRADIENTS_EVERY }
       yield* workers !== undefined
-        ? workers.trainRun(spec, { ...run, selection: probeSelection(config.calibration) }, onEvent)
+        ? workers.trainRun(spec, run, onEvent)
         : train(run).pipe(
           Stream.runForEach(onEvent),
-          Effect.provide(Layer.mergeAll(AttentionProbe.layer(probeSelection(config.calibration)), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+          Effect.provide(trainingServices(config))
         )
       return {
         ...last,

@@ -14,19 +14,16 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { createHash } from "node:crypto"
 import { readSafetensorsHeader } from "@disendiff/core/io/Safetensors.js"
-import { AttentionProbe } from "@disendiff/core/attention/AttentionProbe.js"
 import { Backbone } from "@disendiff/core/backbone/Backbone.js"
 import * as ToyBackbone from "../backbone/ToyBackbone.js"
-import { Checkpoints, load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
+import { load as loadCheckpoint } from "@disendiff/core/checkpoint/Checkpoints.js"
 import { regularizationSet, trainingImage } from "../demo/DemoData.js"
 import { conceptMap, demoPlan, trainConfig } from "../demo/DemoPlan.js"
 import { encodePng } from "@disendiff/core/image/Image.js"
-import { LossCalibrator, probeSelection } from "@disendiff/core/loss/LossCalibrator.js"
-import { Optimizer } from "@disendiff/core/optim/Optimizer.js"
 import { sample } from "@disendiff/core/sampling/Sampler.js"
 import type { TensorRuntime } from "@disendiff/core/tensor/TensorRuntime.js"
 import { tf } from "@disendiff/core/tensor/Tf.js"
-import { train } from "@disendiff/core/training/Trainer.js"
+import { train, trainingServices } from "@disendiff/core/training/Trainer.js"
 import { detect } from "../world/Detect.js"
 import { novelAppearance } from "../world/NovelAppearance.js"
 import { isNovel } from "../world/Score.js"
@@ -103,7 +100,7 @@ export const runGate = (o: GateOptions) =>
     const backboneLayer = ToyBackbone.layer({ modifiers, classWords, weights: o.weights })
     yield* train({ config, out: path.join(dir, "run") }).pipe(
       Stream.runDrain,
-      Effect.provide(Layer.mergeAll(backboneLayer, AttentionProbe.layer(probeSelection(config.calibration)), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer))
+      Effect.provide(Layer.merge(backboneLayer, trainingServices(config)))
     )
     const snapshot = yield* loadCheckpoint(path.join(dir, "run", "checkpoint.msgpack"))
     const concepts = conceptMap(plan)

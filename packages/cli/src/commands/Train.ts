@@ -7,20 +7,15 @@
  */
 import {
   ablations,
-  AttentionProbe,
   type Backbone,
   ModelError,
   type OutOfMemory,
   StableDiffusion,
   backboneKinds,
-  Checkpoints,
   CheckpointError,
   CheckpointFile,
   checkPromptWords,
   defaultTrainConfig,
-  LossCalibrator,
-  probeSelection,
-  Optimizer,
   readImage,
   Safetensors,
   type TensorRuntime,
@@ -224,13 +219,7 @@ export const backboneLayer = (config: TrainConfig, modifiers: ReadonlyArray<stri
 
 export const trainingLayer = (config: TrainConfig, modifiers: ReadonlyArray<string>) => {
   const backbone = backboneLayer(config, modifiers)
-  return Layer.mergeAll(
-    backbone,
-    AttentionProbe.layer(probeSelection(config.calibration)),
-    LossCalibrator.layer(config.calibration),
-    Optimizer.layer(config.optimizer),
-    Checkpoints.layer
-  )
+  return Layer.merge(backbone, Trainer.trainingServices(config))
 }
 
 /** A built-in-model weights file's header and metadata, read before the model is built. */

@@ -8,16 +8,13 @@
  * Also: small helpers to store a cell's result as JSON written atomically (the result is the last thing
  * a cell writes, so its presence means the cell finished).
  */
-import { Effect, Layer, Stream } from "effect"
+import { Effect, Stream } from "effect"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
-import { AttentionProbe } from "../attention/AttentionProbe.js"
 import type { Backbone } from "../backbone/Backbone.js"
-import { Checkpoints, load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
-import { LossCalibrator, probeSelection } from "../loss/LossCalibrator.js"
-import { Optimizer } from "../optim/Optimizer.js"
+import { load as loadCheckpoint } from "../checkpoint/Checkpoints.js"
 import type { TensorRuntime } from "../tensor/TensorRuntime.js"
-import { checkpointPath, train, type TrainError } from "../training/Trainer.js"
+import { checkpointPath, train, type TrainError, trainingServices } from "../training/Trainer.js"
 import type { TrainConfig } from "../training/TrainConfig.js"
 
 export interface TrainedCell {
@@ -50,7 +47,7 @@ export const trainCell = (o: {
         trainedSteps++
         return o.onStep?.(e.step, e.totalSteps) ?? Effect.void
       }),
-      Effect.provide(Layer.mergeAll(AttentionProbe.layer(probeSelection(o.config.calibration)), LossCalibrator.layer(o.config.calibration), Optimizer.layer(o.config.optimizer), Checkpoints.layer))
+      Effect.provide(trainingServices(o.config))
     )
     return { checkpoint: file, last, trainedSteps, resumedFrom: resume?.snapshot.header.step ?? 0 }
   })

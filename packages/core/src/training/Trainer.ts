@@ -8,7 +8,7 @@
  * step k computes bit for bit what an uninterrupted run computes. Progress is a typed `Stream`;
  * interrupting it (Ctrl-C) saves a checkpoint of the last completed step before the fiber ends.
  */
-import { Clock, Effect, Queue, Schema, Stream } from "effect"
+import { Clock, Effect, Layer, Queue, Schema, Stream } from "effect"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
@@ -111,6 +111,14 @@ export const configDifferences = (a: TrainConfig, b: TrainConfig): Array<string>
     !resumableFields.has(k) && JSON.stringify((a as Record<string, unknown>)[k]) !== JSON.stringify((b as Record<string, unknown>)[k])
   )
 
+/**
+ * The services a run of `config` trains with besides its backbone: the probe on the maps its calibration
+ * reads, its calibrator and optimizer, and checkpoint files. Every command builds a run's layers here, so
+ * no caller can pair a calibration with a probe on other layers.
+ */
+export const trainingServices = (config: TrainConfig): Layer.Layer<AttentionProbe | LossCalibrator | Optimizer | Checkpoints> =>
+  Layer.mergeAll(AttentionProbe.layer(probeSelection(config.calibration)), LossCalibrator.layer(config.calibration), Optimizer.layer(config.optimizer), Checkpoints.layer)
+
 export const train = (options: TrainOptions) =>
   Stream.callback<TrainEvent, TrainError, Backbone | AttentionProbe | LossCalibrator | Optimizer | Checkpoints | TensorRuntime>(
     (queue) => run(options, (e) => Queue.offer(queue, e)).pipe(Effect.andThen(Queue.end(queue)))
@@ -131,7 +139,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
   const wanted = probeSelection(options.config.calibration)
   if (options.config.calibration.enabled && probe.selection.queries !== wanted.queries) {
     return yield* Effect.die(
-      new Error(`the AttentionProbe layer selects ${JSON.stringify(probe.selection)} but calibration.maps "${options.config.calibration.maps}" reads ${JSON.stringify(wanted)}: provide AttentionProbe.layer(probeSelection(config.calibration))`)
+      new Error(`the AttentionProbe layer selects ${JSON.stringify(probe.selection)} but calibration.maps "${options.config.calibration.maps}" reads ${JSON.stringify(wanted)}: provide trainingServices(config)`)
     )
   }
 

@@ -60,11 +60,27 @@ export interface CaseResult {
   readonly unet?: UnetBenchResult & { readonly batch: number; readonly size: string; readonly grads: string }
   readonly seconds?: number
   readonly target?: string
-  /** The PyTorch reference: forward and forward+backward (all grads), minimum over runs. */
-  readonly torch?: { readonly forwardSeconds: number; readonly forwardBackwardSeconds: number }
+  /** PyTorch's forward and forward+backward (all grads), minimum over runs. */
+  readonly torch?: TorchTiming
   /** The same case (all gradients) at other thread counts: the scaling table. */
   readonly scaling?: ReadonlyArray<UnetBenchResult>
 }
+
+/**
+ * PyTorch on the same UNet: `side-by-side` when the suite ran the peer (bench/torch/unet_timing.py) in the
+ * same run on this machine, `reference` when it read the stored timing of another day
+ * (fixtures/sd-tiny/torch-cpu-timing.json).
+ */
+export interface TorchTiming {
+  readonly forwardSeconds: number
+  readonly forwardBackwardSeconds: number
+  readonly source: "side-by-side" | "reference"
+  readonly threads: number
+  readonly version?: string
+}
+
+/** The UNet cases the PyTorch peer knows. */
+export type TorchCase = "A" | "medium"
 
 /**
  * How the suite gets a backend with a given thread count (the CLI's wasm layer); absent: the provided
@@ -80,7 +96,9 @@ const torchTiming = async (fixtures: string, key: string) => {
   try {
     const t = JSON.parse(await fs.readFile(path.join(fixtures, "torch-cpu-timing.json"), "utf8"))
     const c = t.cases[key]
-    return c === undefined ? undefined : { forwardSeconds: c.forward.min_s as number, forwardBackwardSeconds: c.forward_backward.min_s as number }
+    return c === undefined
+      ? undefined
+      : { forwardSeconds: c.forward.min_s as number, forwardBackwardSeconds: c.forward_backward.min_s as number, source: "reference" as const, threads: t.threads as number, version: t.torch as string }
   } catch {
     return undefined
   }
@@ -149,6 +167,11 @@ export interface SuiteOptions {
   readonly skipMedium?: boolean
   /** Times the full demo (the CLI runs `disendiff demo` in a child process); absent: not timed. */
   readonly demoSeconds?: Effect.Effect<number>
+  /**
+   * Times PyTorch on the same case in this run (the CLI runs the peer script in a child process, right after
+   * our own timing of the case); absent, or undefined for a case: the stored reference.
+   */
+  readonly torchPeer?: (c: TorchCase) => Effect.Effect<TorchTiming | undefined>
 }
 
 export const runSuite = (fixtures: string, o: SuiteOptions) =>
@@ -158,10 +181,10 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
     const atDefault = <A, E>(effect: Effect.Effect<A, E, TensorRuntime>): Effect.Effect<A, E | BackendUnavailable, TensorRuntime> =>
       o.withThreads !== undefined && o.threads !== undefined ? o.withThreads(o.threads)(effect) : effect
     type Load = Effect.Effect<{ cfg: typeof mediumUnet; weights: Map<string, tf.Tensor>; contextDim: number }, unknown, TensorRuntime>
-    const unetCase = (name: string, description: string, load: Load, opts: Omit<UnetBenchOptions, "grads" | "runs" | "contextDim">, torchKey: string) =>
+    const unetCase = (name: string, description: string, load: Load, opts: Omit<UnetBenchOptions, "grads" | "runs" | "contextDim">, torchKey: string, peerCase: TorchCase) =>
       Effect.gen(function*() {
         if (o.onCase !== undefined) yield* o.onCase(name)
-        const torch = yield* Effect.promise(() => torchTiming(fixtures, torchKey))
+        const stored = yield* Effect.promise(() => torchTiming(fixtures, torchKey))
         const once = (grads: "all" | "kv") =>
           Effect.gen(function*() {
             const { cfg, weights, contextDim } = yield* load
@@ -176,8 +199,11 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
             scaling.push(yield* o.withThreads(n)(once("all")))
           }
         }
+        const ours = { all: yield* atDefault(once("all")), kv: yield* atDefault(once("kv")) }
+        if (o.torchPeer !== undefined && o.onCase !== undefined) yield* o.onCase(`${name}: PyTorch side by side`)
+        const torch = (o.torchPeer === undefined ? undefined : yield* o.torchPeer(peerCase)) ?? stored
         for (const grads of ["all", "kv"] as const) {
-          const r = yield* atDefault(once(grads))
+          const r = ours[grads]
           results.push({
             name: `${name} (${grads})`,
             description,
@@ -187,8 +213,8 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
           })
         }
       })
-    yield* unetCase("fixture A", "sd-tiny config A, 1.1M parameters", loadUnet(path.join(fixtures, "A")), { batch: 2, height: 16, width: 16 }, "A_16x16_b2")
-    if (o.skipMedium !== true) yield* unetCase("medium", "128/256/256, 2 layers per block, 8 heads, 34.9M parameters", Effect.sync(() => ({ cfg: mediumUnet, weights: randomUnetWeights(mediumUnet, 256), contextDim: 256 })), { batch: 2, height: 32, width: 32 }, "medium_32x32_b2")
+    yield* unetCase("fixture A", "sd-tiny config A, 1.1M parameters", loadUnet(path.join(fixtures, "A")), { batch: 2, height: 16, width: 16 }, "A_16x16_b2", "A")
+    if (o.skipMedium !== true) yield* unetCase("medium", "128/256/256, 2 layers per block, 8 heads, 34.9M parameters", Effect.sync(() => ({ cfg: mediumUnet, weights: randomUnetWeights(mediumUnet, 256), contextDim: 256 })), { batch: 2, height: 32, width: 32 }, "medium_32x32_b2", "medium")
     if (o.onCase !== undefined) yield* o.onCase("built-in model")
     const builtin = yield* atDefault(builtinStep(o.runs))
     results.push({ name: "built-in personalisation step", description: "batch 8, official calibration, AdamW", seconds: builtin.stepSeconds, target: "0.5 s" })
@@ -203,6 +229,13 @@ export const runSuite = (fixtures: string, o: SuiteOptions) =>
 const f3 = (x: number) => (x < 0.01 ? x.toExponential(2) : x.toFixed(3))
 
 const minOf = (xs: ReadonlyArray<number>) => Math.min(...xs)
+
+const torchSource = (t: TorchTiming) =>
+  t.source === "side-by-side"
+    ? `timed side by side in this run (bench/torch/unet_timing.py, torch ${t.version ?? "?"}, ${t.threads} threads)`
+    : `the stored reference of another machine and day (fixtures/sd-tiny/torch-cpu-timing.json, torch ${t.version ?? "?"}, ${t.threads} threads; a ratio to it moves with the machine)`
+
+const scaledTorchThreads = (results: ReadonlyArray<CaseResult>) => [...new Set(results.flatMap((r) => (r.scaling !== undefined && r.torch !== undefined ? [r.torch.threads] : [])))].join(", ") || "-"
 
 /** The markdown tables for docs/benchmarks.md. */
 export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readonly date: string; readonly backend: string; readonly machine: string; readonly threads: number; readonly conditions?: string }) => {
@@ -224,13 +257,15 @@ export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readon
       `| ${r.name} | ${u.batch} | ${u.size} | ${u.grads} | ${f3(u.forwardSeconds)} | ${f3(u.forwardBackwardSeconds)} / ${f3(minOf(u.forwardBackwardRuns))} | ${u.forwardBackwardGflop.toFixed(2)} | ${u.gflops.toFixed(1)} | ${u.matmulGflops.toFixed(1)} | ${(u.gflops / u.matmulGflops).toFixed(2)} | ${torch} | ${ratio} | ${(u.peakBytes / 2 ** 20).toFixed(0)} |`
     )
   }
+  const peers = [...new Set(results.flatMap((r) => (r.unet?.grads === "all" && r.torch !== undefined ? [torchSource(r.torch)] : [])))]
+  if (peers.length > 0) lines.push("", `PyTorch: ${peers.join("; ")}.`)
   const scaled = results.filter((r) => r.scaling !== undefined && r.scaling.length > 0)
   if (scaled.length > 0) {
     lines.push(
       "",
       "Thread scaling (all gradients; speed-up and ratio from the minimum fwd+bwd over the runs, as the PyTorch reference's):",
       "",
-      "| case | threads | forward s | fwd+bwd s (median / min) | speed-up over 1 thread | matMul GFLOP/s | ours / PyTorch (2 threads) fwd+bwd |",
+      `| case | threads | forward s | fwd+bwd s (median / min) | speed-up over 1 thread | matMul GFLOP/s | ours / PyTorch (${scaledTorchThreads(results)} threads) fwd+bwd |`,
       "|---|---|---|---|---|---|---|"
     )
     for (const r of scaled) {

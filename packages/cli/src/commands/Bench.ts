@@ -38,10 +38,52 @@ const demoSeconds = (threads: number) =>
     return seconds
   })
 
-const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; medium: boolean; conditions: Option.Option<string> }) =>
+/** Runs a child process to its end: exit code and stdout (stderr passed through only when asked). */
+const run = (command: string, args: ReadonlyArray<string>, stderr: "ignore" | "inherit") =>
+  new Promise<{ code: number | null; stdout: string }>((resolve) => {
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", stderr] })
+    let stdout = ""
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()))
+    child.on("error", () => resolve({ code: null, stdout }))
+    child.on("close", (code) => resolve({ code, stdout }))
+  })
+
+/** The PyTorch peer script (bench/torch/unet_timing.py at the repository root). */
+const peerScript = fileURLToPath(new URL("../../../../bench/torch/unet_timing.py", import.meta.url))
+
+/**
+ * The Python that runs the peer: `--torch auto` takes the first of python3, /usr/bin/python3 that imports
+ * torch (Debian's python3-torch is torch 1.13, the reference's), `--torch none` none, else the given one.
+ */
+const torchPython = (choice: string) =>
+  Effect.promise(async () => {
+    if (choice === "none") return undefined
+    for (const python of choice === "auto" ? ["python3", "/usr/bin/python3"] : [choice]) {
+      if ((await run(python, ["-c", "import torch, numpy"], "ignore")).code === 0) return python
+    }
+    process.stderr.write(`bench: no Python with torch and numpy (${choice === "auto" ? "python3, /usr/bin/python3" : choice}); ratios use the stored reference (fixtures/sd-tiny/torch-cpu-timing.json). Debian: apt-get install python3-torch\n`)
+    return undefined
+  })
+
+/** PyTorch on a suite case in this run, on the same number of threads as ours. */
+const torchPeer = (python: string, f: { fixtures: string; runs: number; threads: number }) => (c: BenchSuite.TorchCase) =>
+  Effect.promise(async (): Promise<BenchSuite.TorchTiming | undefined> => {
+    const r = await run(python, [peerScript, "--case", c, "--fixtures", f.fixtures, "--threads", String(f.threads), "--runs", String(f.runs)], "inherit")
+    const last = r.stdout.trim().split("\n").pop() ?? ""
+    if (r.code !== 0 || !last.startsWith("{")) {
+      process.stderr.write(`bench: the PyTorch peer failed on case ${c} (exit ${r.code}); that case uses the stored reference\n`)
+      return undefined
+    }
+    const j = JSON.parse(last)
+    return { forwardSeconds: j.forward.min_s, forwardBackwardSeconds: j.forward_backward.min_s, source: "side-by-side", threads: j.threads, version: j.torch }
+  })
+
+const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; medium: boolean; conditions: Option.Option<string>; torch: string }) =>
   Effect.gen(function*() {
     const wasm = f.backend === "wasm"
+    const python = yield* torchPython(f.torch)
     const results = yield* BenchSuite.runSuite(f.fixtures, {
+      ...(python === undefined ? {} : { torchPeer: torchPeer(python, { fixtures: f.fixtures, runs: f.runs, threads: wasm ? f.threads : 1 }) }),
       runs: f.runs,
       skipMedium: !f.medium,
       onCase: (name) => Effect.sync(() => process.stderr.write(`bench: ${name}\n`)),
@@ -85,14 +127,18 @@ export const bench = Command.make(
     skipMedium: Flag.Boolean("skip-medium").pipe(Flag.withDescription("suite: leave out the medium UNet (minutes per thread count)"), Flag.withDefault(false)),
     skipDemo: Flag.Boolean("skip-demo").pipe(Flag.withDescription("suite: do not time the full demo (minutes)"), Flag.withDefault(false)),
     conditions: Flag.String("conditions").pipe(Flag.withDescription("suite: what else ran on the machine, written beside the tables"), Flag.optional),
-    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny"))
+    fixtures: Flag.String("fixtures").pipe(Flag.withDescription("the sd-tiny fixture folder (suite)"), Flag.withDefault("fixtures/sd-tiny")),
+    torch: Flag.String("torch").pipe(
+      Flag.withDescription("suite: the Python that times PyTorch on the same UNets in the same run (bench/torch/unet_timing.py; needs torch and numpy); auto: python3 or /usr/bin/python3 if either has torch; none: use the stored reference"),
+      Flag.withDefault("auto")
+    )
   },
   (f) =>
     Effect.gen(function*() {
       const threads = Option.getOrElse(f.threads, defaultThreads)
       if (f.scaling && f.backend !== "wasm") return yield* new UsageError({ message: `--scaling times the wasm backend's threads; --backend ${f.backend} sizes its own` })
       if (f.suite) {
-        return yield* runSuite({ fixtures: f.fixtures, runs: f.runs, backend: f.backend, threads, scaling: f.scaling || f.backend === "wasm", demo: !f.skipDemo, medium: !f.skipMedium, conditions: f.conditions }).pipe(
+        return yield* runSuite({ fixtures: f.fixtures, runs: f.runs, backend: f.backend, threads, scaling: f.scaling || f.backend === "wasm", demo: !f.skipDemo, medium: !f.skipMedium, conditions: f.conditions, torch: f.torch }).pipe(
           Effect.provide(backendLayer(f.backend, { threads }))
         )
       }

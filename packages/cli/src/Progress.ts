@@ -50,6 +50,14 @@ export const textReporter = (): Reporter => {
               bar.start(e.totalSteps, e.startStep, { loss: "-", bind: "-", sep: "-", speed: "-", etaText: "?" })
             }
             return
+          case "Preparing": {
+            // no bar here: the step bar starts after; a line every 5 s and at the end
+            if (e.fraction === 1 || Date.now() - lastLine > 5000) {
+              lastLine = Date.now()
+              process.stderr.write(`generating ${e.total} class images: ${Math.round(100 * e.fraction)}%${e.fraction < 1 && e.etaSeconds !== null ? ` ETA ${formatSeconds(e.etaSeconds)}` : ""}\n`)
+            }
+            return
+          }
           case "Step": {
             const payload = { loss: fmt(e.loss), bind: fmt(e.bind), sep: fmt(e.separation), speed: `${e.stepSeconds.toFixed(2)}s/step`, etaText: formatSeconds(e.etaSeconds) }
             if (bar !== undefined) bar.update(e.step, payload)

@@ -43,10 +43,11 @@ export interface CompareOptions<R = TensorRuntime> {
   readonly runner?: ((ctx: CellContext) => CellRunner<CellResult, CompareError, R>) | undefined
 }
 
-/** Each cell's cost, and its training's part, in denoiser row passes. */
+/** Each cell's cost, its training's part (class images included) and their part, in denoiser row passes. */
 export const costs = (plan: ComparePlan, method: string) => {
   const c = cellConfig(plan, method, 0, ".", "")
-  return { train: c.steps * c.batchSize * c.gradientAccumulation * 3 + c.regularization.generate * 100, total: cellCost(plan, method) }
+  const prepare = c.regularization.generate * 100
+  return { prepare, train: c.steps * c.batchSize * c.gradientAccumulation * 3 + prepare, total: cellCost(plan, method) }
 }
 
 /** Cells run in this thread (the default runner). */

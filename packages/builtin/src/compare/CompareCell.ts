@@ -135,7 +135,7 @@ export const runCell = (
   ctx: CellContext,
   cell: GridCell,
   progress: (fraction: number, detail: string) => Effect.Effect<void>,
-  cost: { readonly train: number; readonly total: number }
+  cost: { readonly prepare: number; readonly train: number; readonly total: number }
 ): Effect.Effect<CellResult, CellError, TensorRuntime> =>
   Effect.gen(function*() {
     const { plan } = ctx
@@ -145,11 +145,14 @@ export const runCell = (
     return yield* Effect.gen(function*() {
       const backbone = yield* Backbone
       // ---- train (or resume, or nothing when the checkpoint is finished) ----
+      // training's share of the cell's cost, class images first
       const trainShare = cost.train / cost.total
+      const prepareShare = cost.prepare / cost.total
       yield* trainCell({
         config,
         out: dir,
-        onStep: (step, total) => progress(trainShare * step / total, `step ${step}/${total}`)
+        onPreparing: (fraction, images) => progress(prepareShare * fraction, `class images ${Math.floor(fraction * images)}/${images}`),
+        onStep: (step, total) => progress(prepareShare + (trainShare - prepareShare) * step / total, `step ${step}/${total}`)
       })
       const snapshot = yield* loadCheckpoint(path.join(dir, "checkpoint.msgpack"))
       const lastRecord = snapshot.header.lossHistory.at(-1)

@@ -32,6 +32,8 @@ export const trainCell = (o: {
   readonly config: TrainConfig
   readonly out: string
   readonly onStep?: ((step: number, total: number) => Effect.Effect<void>) | undefined
+  /** Before the first step: the share of the class images generated so far. */
+  readonly onPreparing?: ((fraction: number, images: number) => Effect.Effect<void>) | undefined
 }): Effect.Effect<TrainedCell, TrainError, Backbone | TensorRuntime> =>
   Effect.gen(function*() {
     const file = checkpointPath(o.out)
@@ -42,6 +44,7 @@ export const trainCell = (o: {
     let trainedSteps = 0
     yield* train({ config: o.config, out: o.out, resume }).pipe(
       Stream.runForEach((e) => {
+        if (e._tag === "Preparing") return o.onPreparing?.(e.fraction, e.total) ?? Effect.void
         if (e._tag !== "Step") return Effect.void
         last = { loss: e.loss, base: e.base, bind: e.bind, separation: e.separation }
         trainedSteps++

@@ -44,6 +44,12 @@ describe("bench", () => {
     expect(side).toContain("| 0.100 / 0.200 | 2.00x, 3.00x |")
     expect(side).toContain("PyTorch: timed side by side in this run (bench/torch/unet_timing.py, torch 1.13.0a0, 2 threads).")
     expect(side).toContain("| fixture A | 1 | 0.300 | 0.900 / 0.900 | 1.00x | 10.0 | 4.50x |")
+    // with both profiles: products, transposes and the rest on our side, products and the rest on PyTorch's
+    const kernels = [{ name: "BatchMatMul", count: 3, ms: 300 }, { name: "Conv2D", count: 2, ms: 100 }, { name: "Transpose", count: 4, ms: 50 }, { name: "Add", count: 5, ms: 25 }]
+    const profiled = row({ forwardSeconds: 0.1, forwardBackwardSeconds: 0.2, source: "side-by-side", threads: 2, profileMs: { "aten::bmm": 60, "aten::convolution_backward": 40, "aten::_softmax": 30 } })
+    const split = BenchSuite.markdownTable([{ ...profiled, unet: { ...profiled.unet!, kernels } }], meta)
+    expect(split).toContain("| fixture A | 400 / 50 / 25, 14 | 100 / 30 | 2.00x |")
+    expect(side).not.toContain("Where one forward+backward's time goes")
     const stored = BenchSuite.markdownTable([row({ forwardSeconds: 0.1, forwardBackwardSeconds: 0.3, source: "reference", threads: 2, version: "1.13.0a0" })], meta)
     expect(stored).toContain("the stored reference of another machine and day")
     expect(stored).toContain("| 2.00x, 2.00x |")

@@ -7,7 +7,7 @@ Protocol as torch-cpu-timing.json: float32, train() mode, the default attention 
 with baddbmm, as diffusers on torch < 2); forward = no_grad forward; forward+backward = zero_grad + forward +
 mse_loss + backward into every parameter, no optimizer step; a warm-up, then `--runs` timed runs.
 
-    python3 bench/torch/unet_timing.py --case A --threads 2 --runs 5      # one JSON line
+    python3 bench/torch/unet_timing.py --case A --threads 2 --runs 5      # one JSON line (--profile: ms by op)
     python3 bench/torch/unet_timing.py --check fixtures/sd-tiny/A         # max abs error against diffusers
 
 Needs only torch (Debian: python3-torch, which is torch 1.13 like the reference) and numpy.
@@ -284,7 +284,7 @@ def check(folder):
     print(json.dumps({"folder": folder, "parameters": sum(p.numel() for p in model.parameters()), "max_abs_error": err, "out_max_abs": io["out"].abs().max().item()}))
 
 
-def timing(cfg, batch, size, runs, tokens=77):
+def timing(cfg, batch, size, runs, tokens=77, profile=False):
     torch.manual_seed(0)
     model = Unet(cfg).train()
     h, w = size
@@ -310,7 +310,14 @@ def timing(cfg, batch, size, runs, tokens=77):
             out.append(time.perf_counter() - t0)
         return {"min_s": min(out), "median_s": sorted(out)[len(out) // 2], "all_s": out}
 
-    return {"parameters": sum(p.numel() for p in model.parameters()), "forward": timed(forward), "forward_backward": timed(forward_backward)}
+    out = {"parameters": sum(p.numel() for p in model.parameters()), "forward": timed(forward), "forward_backward": timed(forward_backward)}
+    if profile:
+        # self CPU time by op over one forward+backward (the profiler slows the step; shares are what count)
+        with torch.autograd.profiler.profile() as prof:
+            forward_backward()
+        ops = [(e.key, e.self_cpu_time_total / 1000) for e in prof.key_averages()]
+        out["profile_ms"] = dict(sorted(((k, round(v, 3)) for k, v in ops if v > 0), key=lambda kv: -kv[1]))
+    return out
 
 
 def main():
@@ -322,6 +329,7 @@ def main():
     p.add_argument("--size", default=None, help="latent HxW (default: 16x16 for A, 32x32 for medium)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--profile", action="store_true", help="also profile one forward+backward: self CPU ms by op")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.check:
@@ -332,7 +340,7 @@ def main():
     else:
         cfg = MEDIUM
     size = tuple(int(s) for s in (a.size or ("16x16" if a.case == "A" else "32x32")).split("x"))
-    r = timing(cfg, a.batch, size, a.runs)
+    r = timing(cfg, a.batch, size, a.runs, profile=a.profile)
     print(json.dumps({"case": a.case, "batch": a.batch, "size": list(size), "threads": torch.get_num_threads(), "torch": torch.__version__, **r}))
 
 

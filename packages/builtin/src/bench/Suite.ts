@@ -77,6 +77,8 @@ export interface TorchTiming {
   readonly source: "side-by-side" | "reference"
   readonly threads: number
   readonly version?: string
+  /** Side by side: self CPU milliseconds by op of one profiled forward+backward (torch.autograd.profiler). */
+  readonly profileMs?: Readonly<Record<string, number>>
 }
 
 /** The UNet cases the PyTorch peer knows. */
@@ -230,6 +232,36 @@ const f3 = (x: number) => (x < 0.01 ? x.toExponential(2) : x.toFixed(3))
 
 const minOf = (xs: ReadonlyArray<number>) => Math.min(...xs)
 
+// the products: matMuls, batched matMuls, convolutions and their gradient kernels, on either side
+const ourProducts = /^(BatchMatMul|_FusedMatMul|Conv2D|FusedConv2D|Conv2DBackpropInput|Conv2DBackpropFilter)$/
+const torchProducts = /^aten::(mm|addmm_?|bmm|baddbmm|matmul|convolution_backward|mkldnn_convolution|_convolution|thnn_conv2d|slow_conv2d_forward)$/
+
+/** Where one forward+backward's time goes on each side: products, transposes (ours), the rest. */
+const splitTable = (results: ReadonlyArray<CaseResult>) => {
+  const rows = results.filter((r) => r.unet?.grads === "all" && r.unet.kernels !== undefined && r.torch?.profileMs !== undefined)
+  if (rows.length === 0) return []
+  const lines = [
+    "",
+    "Where one forward+backward's time goes (all gradients; ours: kernel time of one profiled run, PyTorch: self CPU time under its profiler, which slows its step):",
+    "",
+    "| case | ours: products / transposes / the rest (ms), kernels | PyTorch: products / the rest (ms) | our products over PyTorch's timed fwd+bwd |",
+    "|---|---|---|---|"
+  ]
+  for (const r of rows) {
+    const k = r.unet!.kernels!
+    const sum = (f: (name: string) => boolean) => k.filter((e) => f(e.name)).reduce((a, e) => a + e.ms, 0)
+    const products = sum((n) => ourProducts.test(n))
+    const transposes = sum((n) => n === "Transpose")
+    const rest = sum((n) => !ourProducts.test(n) && n !== "Transpose")
+    const count = k.reduce((a, e) => a + e.count, 0)
+    const t = Object.entries(r.torch!.profileMs!)
+    const tp = t.filter(([n]) => torchProducts.test(n)).reduce((a, [, ms]) => a + ms, 0)
+    const tr = t.filter(([n]) => !torchProducts.test(n)).reduce((a, [, ms]) => a + ms, 0)
+    lines.push(`| ${r.name.replace(/ \(all\)$/, "")} | ${products.toFixed(0)} / ${transposes.toFixed(0)} / ${rest.toFixed(0)}, ${count} | ${tp.toFixed(0)} / ${tr.toFixed(0)} | ${(products / 1000 / r.torch!.forwardBackwardSeconds).toFixed(2)}x |`)
+  }
+  return lines
+}
+
 const torchSource = (t: TorchTiming) =>
   t.source === "side-by-side"
     ? `timed side by side in this run (bench/torch/unet_timing.py, torch ${t.version ?? "?"}, ${t.threads} threads)`
@@ -259,6 +291,7 @@ export const markdownTable = (results: ReadonlyArray<CaseResult>, meta: { readon
   }
   const peers = [...new Set(results.flatMap((r) => (r.unet?.grads === "all" && r.torch !== undefined ? [torchSource(r.torch)] : [])))]
   if (peers.length > 0) lines.push("", `PyTorch: ${peers.join("; ")}.`)
+  lines.push(...splitTable(results))
   const scaled = results.filter((r) => r.scaling !== undefined && r.scaling.length > 0)
   if (scaled.length > 0) {
     lines.push(

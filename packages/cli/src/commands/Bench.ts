@@ -68,14 +68,14 @@ const torchPython = (choice: string) =>
 /** PyTorch on a suite case in this run, on the same number of threads as ours. */
 const torchPeer = (python: string, f: { fixtures: string; runs: number; threads: number }) => (c: BenchSuite.TorchCase) =>
   Effect.promise(async (): Promise<BenchSuite.TorchTiming | undefined> => {
-    const r = await run(python, [peerScript, "--case", c, "--fixtures", f.fixtures, "--threads", String(f.threads), "--runs", String(f.runs)], "inherit")
+    const r = await run(python, [peerScript, "--case", c, "--fixtures", f.fixtures, "--threads", String(f.threads), "--runs", String(f.runs), "--profile"], "inherit")
     const last = r.stdout.trim().split("\n").pop() ?? ""
     if (r.code !== 0 || !last.startsWith("{")) {
       process.stderr.write(`bench: the PyTorch peer failed on case ${c} (exit ${r.code}); that case uses the stored reference\n`)
       return undefined
     }
     const j = JSON.parse(last)
-    return { forwardSeconds: j.forward.min_s, forwardBackwardSeconds: j.forward_backward.min_s, source: "side-by-side", threads: j.threads, version: j.torch }
+    return { forwardSeconds: j.forward.min_s, forwardBackwardSeconds: j.forward_backward.min_s, source: "side-by-side", threads: j.threads, version: j.torch, profileMs: j.profile_ms }
   })
 
 const runSuite = (f: { fixtures: string; runs: number; backend: (typeof backendNames)[number]; threads: number; scaling: boolean; demo: boolean; medium: boolean; conditions: Option.Option<string>; torch: string }) =>
@@ -164,7 +164,8 @@ export const bench = Command.make(
           `${model} (${r.parameters} parameters) on ${r.backend}, ${r.threads} thread${r.threads === 1 ? "" : "s"}, batch ${f.batch}, ${f.size}, grads ${f.grads}:\n` +
             `  forward ${r.forwardSeconds.toFixed(4)} s (${r.forwardGflops.toFixed(1)} GFLOP/s)\n` +
             `  forward+backward ${r.forwardBackwardSeconds.toFixed(4)} s, min ${min(r.forwardBackwardRuns).toFixed(4)} s (${r.forwardBackwardGflop.toFixed(2)} GFLOP, ${r.gflops.toFixed(1)} GFLOP/s)\n` +
-            `  plain matMul ${r.matmulGflops.toFixed(1)} GFLOP/s; peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB`
+            `  plain matMul ${r.matmulGflops.toFixed(1)} GFLOP/s; peak ${(r.peakBytes / 2 ** 20).toFixed(0)} MiB\n` +
+            `  kernels of one profiled forward+backward: ${(r.kernels ?? []).slice(0, 6).map((k) => `${k.name} ${k.ms.toFixed(1)} ms x${k.count}`).join(", ")}`
         )
       }
       if (f.scaling) {

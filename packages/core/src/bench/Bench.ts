@@ -41,6 +41,11 @@ export interface UnetBenchResult {
   readonly peakBytes: number
   readonly forwardRuns: ReadonlyArray<number>
   readonly forwardBackwardRuns: ReadonlyArray<number>
+  /**
+   * One profiled forward + backward: kernel time by kernel name, most first (custom-gradient wrappers left
+   * out: their kernels are counted on their own). Where the time goes, beside PyTorch's profile.
+   */
+  readonly kernels?: ReadonlyArray<{ readonly name: string; readonly count: number; readonly ms: number }>
 }
 
 const median = (xs: ReadonlyArray<number>) => {
@@ -156,7 +161,17 @@ export const benchUnet = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tenso
     const peakBytes = runtime.memory().peakBytes
     // count at once: tf.profile returns the same object every time, overwritten by the next call
     const forwardGflop = countFlops((yield* Effect.promise(() => tf.profile(() => forward()))).kernels as never) / 1e9
-    const forwardBackwardGflop = countFlops((yield* Effect.promise(() => tf.profile(() => forwardBackward()))).kernels as never) / 1e9
+    const profiled = (yield* Effect.promise(() => tf.profile(() => forwardBackward()))).kernels
+    const forwardBackwardGflop = countFlops(profiled as never) / 1e9
+    const byName = new Map<string, { count: number; ms: number }>()
+    for (const k of profiled) {
+      if (k.name === "forward") continue // tf.customGrad's wrapper around kernels profiled on their own
+      const e = byName.get(k.name) ?? { count: 0, ms: 0 }
+      e.count++
+      e.ms += k.kernelTimeMs as number
+      byName.set(k.name, e)
+    }
+    const kernels = [...byName].map(([name, e]) => ({ name, count: e.count, ms: e.ms })).sort((a, b) => b.ms - a.ms)
     const result: UnetBenchResult = {
       backend: runtime.backend,
       threads: runtime.threads ?? 1,
@@ -170,7 +185,8 @@ export const benchUnet = (cfg: UnetConfig, weights: ReadonlyMap<string, tf.Tenso
       matmulGflops: matmulGflops(),
       peakBytes,
       forwardRuns,
-      forwardBackwardRuns
+      forwardBackwardRuns,
+      kernels
     }
     w.dispose()
     return result

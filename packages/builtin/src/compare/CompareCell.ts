@@ -151,7 +151,7 @@ export const runCell = (
       yield* trainCell({
         config,
         out: dir,
-        onPreparing: (fraction, images) => progress(prepareShare * fraction, `class images ${Math.floor(fraction * images)}/${images}`),
+        onPreparing: (fraction, images) => progress(prepareShare * fraction, `class images ${Math.round(100 * fraction)}% of ${images}`),
         onStep: (step, total) => progress(prepareShare + (trainShare - prepareShare) * step / total, `step ${step}/${total}`)
       })
       const snapshot = yield* loadCheckpoint(path.join(dir, "checkpoint.msgpack"))

@@ -55,9 +55,12 @@ describe("bench", () => {
     expect(stored).toContain("| 2.00x, 2.00x |")
   })
 
-  // The peer needs torch (Debian's python3-torch); CI has none, so this runs where it is installed.
+  // The peer needs torch (Debian's python3-torch, scripts/install-torch.sh): skipped without it unless
+  // DISENDIFF_REQUIRE_TORCH is set, as CI sets it.
   const python = ["python3", "/usr/bin/python3"].find((p) => spawnSync(p, ["-c", "import torch, numpy"]).status === 0)
-  it.skipIf(python === undefined)("the PyTorch peer is diffusers' UNet: fixture A's weights load strictly and its output matches", () => {
+  const required = (process.env["DISENDIFF_REQUIRE_TORCH"] ?? "") !== ""
+  it.skipIf(python === undefined && !required)("the PyTorch peer is diffusers' UNet: fixture A's weights load strictly and its output matches", () => {
+    if (python === undefined) throw new Error("no python3 with torch and numpy and DISENDIFF_REQUIRE_TORCH is set: run scripts/install-torch.sh")
     const r = spawnSync(python!, [path.join(root, "bench/torch/unet_timing.py"), "--check", path.join(root, "fixtures/sd-tiny/A")], { encoding: "utf8" })
     expect(r.status, r.stderr).toBe(0)
     const j = JSON.parse(r.stdout.trim().split("\n").pop()!)

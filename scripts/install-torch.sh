@@ -6,11 +6,5 @@ set -euo pipefail
 if /usr/bin/python3 -c "import torch, numpy" 2>/dev/null; then
   exit 0
 fi
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends python3-torch python3-numpy libopenblas0-openmp
+bash "$(dirname "$0")/apt-install.sh" python3-torch python3-numpy libopenblas0-openmp
 /usr/bin/python3 -c "import torch; print('torch', torch.__version__)"

@@ -8,9 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq >&2
-  $sudo apt-get install -y -qq --no-install-recommends postgresql >&2
+  bash "$(dirname "$0")/apt-install.sh" postgresql
 fi
 version="$(ls /usr/lib/postgresql | sort -V | tail -1)"
 if ! pg_lsclusters -h 2>/dev/null | grep -q "^$version main"; then

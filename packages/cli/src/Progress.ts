@@ -54,7 +54,7 @@ export const textReporter = (): Reporter => {
             // no bar here: the step bar starts after; a line every 5 s and at the end
             if (e.fraction === 1 || Date.now() - lastLine > 5000) {
               lastLine = Date.now()
-              process.stderr.write(`generating ${e.total} class images: ${Math.round(100 * e.fraction)}%${e.fraction < 1 && e.etaSeconds !== null ? ` ETA ${formatSeconds(e.etaSeconds)}` : ""}\n`)
+              process.stderr.write(`generating ${e.total} class images: ${Math.round(100 * e.fraction)}%${e.fraction < 1 ? ` ETA ${formatSeconds(e.etaSeconds)}` : ""}\n`)
             }
             return
           }

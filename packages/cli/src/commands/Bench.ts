@@ -61,7 +61,7 @@ const torchPython = (choice: string) =>
     for (const python of choice === "auto" ? ["python3", "/usr/bin/python3"] : [choice]) {
       if ((await run(python, ["-c", "import torch, numpy"], "ignore")).code === 0) return python
     }
-    process.stderr.write(`bench: no Python with torch and numpy (${choice === "auto" ? "python3, /usr/bin/python3" : choice}); ratios use the stored reference (fixtures/sd-tiny/torch-cpu-timing.json). Debian: apt-get install python3-torch\n`)
+    process.stderr.write(`bench: no Python with torch and numpy (${choice === "auto" ? "python3, /usr/bin/python3" : choice}); ratios use the stored reference (fixtures/sd-tiny/torch-cpu-timing.json). Debian: bash scripts/install-torch.sh\n`)
     return undefined
   })
 

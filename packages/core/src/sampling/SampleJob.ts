@@ -15,7 +15,7 @@ import type { OutOfMemory, TensorRuntime } from "../tensor/TensorRuntime.js"
 import { tf } from "../tensor/Tf.js"
 import { encodePrompt, type PromptError } from "../tokenizer/Tokenizer.js"
 import type { WorkerError } from "../training/WorkerError.js"
-import { sample, type SampleRequest } from "./Sampler.js"
+import { defaultSampleBatch, sample, type SampleRequest } from "./Sampler.js"
 
 export interface SampleJob extends Omit<SampleRequest, "trained" | "onStep" | "attention"> {
   readonly trained?: ReadonlyMap<string, HostTensor> | undefined
@@ -90,7 +90,7 @@ export const sampleJob = (
   o: { readonly onStep?: OnStep | undefined; readonly workers?: SampleWorkers | undefined } = {}
 ): Effect.Effect<SampleOutput, WorkerError | OutOfMemory | PromptError, TensorRuntime> =>
   Effect.gen(function*() {
-    const chunk = job.batchSize ?? 4
+    const chunk = job.batchSize ?? defaultSampleBatch
     if (o.workers === undefined || o.workers.count <= 1 || job.prompts.length <= chunk) return yield* runSampleJob(backbone, job, o.onStep)
     yield* Effect.forEach(new Set([...job.prompts, job.negativePrompt ?? ""]), (p) => encodePrompt(backbone.tokenizer, p))
     const starts = Array.from({ length: Math.ceil(job.prompts.length / chunk) }, (_, k) => k * chunk)

@@ -17,6 +17,9 @@ import { type OutOfMemory, runTensors, TensorRuntime } from "../tensor/TensorRun
 import { tf } from "../tensor/Tf.js"
 import { encodePrompt, type PromptError } from "../tokenizer/Tokenizer.js"
 
+/** Images per denoiser call when a request does not say. */
+export const defaultSampleBatch = 4
+
 export interface InpaintSource {
   /** The source image at the model's resolution. */
   readonly image: RgbImage
@@ -36,7 +39,7 @@ export interface SampleRequest {
   readonly scheduler?: "ddim" | "ddpm" | undefined
   /** Trained tensors over the base model's (from a checkpoint); none samples the base model. */
   readonly trained?: ReadonlyMap<string, tf.Tensor> | undefined
-  /** Images per denoiser call (classifier-free guidance doubles the rows). */
+  /** Images per denoiser call (classifier-free guidance doubles the rows); default `defaultSampleBatch`. */
   readonly batchSize?: number | undefined
   readonly inpaint?: InpaintSource | undefined
   /** Overrides the backbone's own sampling options. */
@@ -92,7 +95,7 @@ export const sample = (backbone: BackboneShape, req: SampleRequest): Effect.Effe
     const weights = makeWeights(backbone.parameters.frozen, req.trained ?? backbone.parameters.trainable)
     // every prompt is checked before any compute (an unknown word is a typed error, not a crash)
     yield* Effect.forEach(new Set([...req.prompts, req.negativePrompt ?? ""]), (p) => encodePrompt(backbone.tokenizer, p))
-    const chunk = req.batchSize ?? 4
+    const chunk = req.batchSize ?? defaultSampleBatch
     const guided = req.guidance !== 1
     const images: Array<RgbImage> = []
     for (let start = 0; start < req.prompts.length; start += chunk) {

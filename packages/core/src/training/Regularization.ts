@@ -7,7 +7,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import type { BackboneShape } from "../backbone/Backbone.js"
 import { ImageError, readImage, writePng } from "../image/Image.js"
-import { sample } from "../sampling/Sampler.js"
+import { defaultSampleBatch, sample } from "../sampling/Sampler.js"
 import type { Item } from "./Data.js"
 import type { TrainConfig } from "./TrainConfig.js"
 
@@ -54,8 +54,6 @@ export const generateRegularization = Effect.fn("Regularization.generate")(funct
   onProgress?: (fraction: number) => Effect.Effect<void>
 ) {
   const existing = yield* Effect.promise(() => fs.readdir(dir).catch(() => [] as Array<string>))
-  // the sampler's default chunk, named here for the progress arithmetic (the images depend on it: keep it)
-  const batchSize = 4
   if (existing.includes("captions.txt") && existing.filter((e) => imagePattern.test(e)).length >= count) return yield* readRegularizationFolder(dir)
   const result = yield* sample(backbone, {
     prompts: Array.from({ length: count }, () => prompt),
@@ -64,9 +62,8 @@ export const generateRegularization = Effect.fn("Regularization.generate")(funct
     guidance: 6,
     eta: 0,
     trained: backbone.parameters.trainable,
-    batchSize,
     // the sampler reports steps per batch of images, one batch after the other
-    ...(onProgress === undefined ? {} : { onStep: (done: number, total: number, first: number) => onProgress((first + (done / total) * Math.min(batchSize, count - first)) / count) })
+    ...(onProgress === undefined ? {} : { onStep: (done: number, total: number, first: number) => onProgress((first + (done / total) * Math.min(defaultSampleBatch, count - first)) / count) })
   })
   yield* Effect.promise(() => fs.mkdir(dir, { recursive: true }))
   for (const [i, image] of result.images.entries()) yield* writePng(path.join(dir, `${String(i).padStart(4, "0")}.png`), image)

@@ -50,9 +50,9 @@ export type TrainEvent =
     readonly _tag: "Preparing"
     readonly task: "class-images"
     readonly total: number
+    /** Above 0: reported after each sampling step. */
     readonly fraction: number
-    /** null before the first report. */
-    readonly etaSeconds: number | null
+    readonly etaSeconds: number
   }
   | {
     readonly _tag: "Step"
@@ -184,7 +184,7 @@ const run = Effect.fnUntraced(function*(options: TrainOptions, emit: (e: TrainEv
       task: "class-images",
       total: generating,
       fraction,
-      etaSeconds: fraction > 0 ? ((Date.now() - tPrepare) / 1000) * (1 - fraction) / fraction : null
+      etaSeconds: ((Date.now() - tPrepare) / 1000) * (1 - fraction) / fraction
     }).pipe(Effect.asVoid)
   const regularization = (yield* regularizationItems(config, options.out, backbone, generating > 0 ? preparing : undefined)).map((r) => ({ ...r, image: prepareImage(r.image, size) }))
   if (generating > 0) yield* preparing(1)
